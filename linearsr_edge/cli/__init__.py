@@ -1,0 +1,1 @@
+"""Thin argparse front ends. The argparse ``Namespace`` stops here: each command builds typed options."""

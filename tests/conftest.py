@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from linearsr_edge.config import ModelConfig, bands_from_edges
+
+torch.set_num_threads(2)
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A 2-block, width-32 model with 4 experts: builds and runs in milliseconds."""
+    kwargs = dict(
+        latent_channels=12,
+        hidden_size=32,
+        depth=2,
+        num_heads=2,
+        head_dim=16,
+        mlp_ratio=2.0,
+        cross_attn_heads=2,
+        cross_attn_head_dim=16,
+        cond_dim=8,
+        patch_size=1,
+        bands=bands_from_edges((0.5, 1.6, 3.0)),
+        default_steps=4,
+        start_sigma=0.5,
+        parameterization="residual",
+        residual_scale=4.0,
+        upscale=2,
+    )
+    kwargs.update(overrides)
+    return ModelConfig(**kwargs)
+
+
+@pytest.fixture
+def tiny_cfg() -> ModelConfig:
+    return tiny_config()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
