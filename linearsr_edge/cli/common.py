@@ -14,7 +14,12 @@ EXIT_INTERRUPTED = 130
 
 def run_cli(body: Callable[[], int], prog: str) -> int:
     """Run a command body; a user error prints one line on stderr and exits non-zero, never a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    pkg = logging.getLogger("linearsr_edge")
+    if not pkg.handlers:
+        pkg.addHandler(handler)
+    pkg.setLevel(logging.INFO)
     try:
         return body()
     except LinearSRError as exc:

@@ -1,0 +1,172 @@
+"""Export a model to a verified bundle: components -> artifacts -> parity -> manifest -> atomic rename."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from linearsr_edge.bundle import Bundle, BundleWriter, package_version
+from linearsr_edge.components import component_module
+from linearsr_edge.demo import ModelFolder, load_demo, load_model_folder, sample_images
+from linearsr_edge.errors import ConfigError, QualityGateError
+from linearsr_edge.exporters import get_target
+from linearsr_edge.imaging import read_image
+from linearsr_edge.parity import ParityRow, format_report, psnr
+from linearsr_edge.pipeline import SampleOptions
+from linearsr_edge.runtimes import SessionOptions, SRRuntime, pick_backend
+from linearsr_edge.runtimes.torch import TorchSession
+from linearsr_edge.specs import ComponentSpec, Profile, codec_specs, expert_spec
+from linearsr_edge.tags import NULL_TAG, TagVocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    target: str
+    out: Path
+    checkpoint: Path | None = None  # a model folder; None = the bundled demo model
+    profile: Profile = field(default_factory=Profile)
+    tags: tuple[str, ...] = ()
+    cond_file: Path | None = None
+    overwrite: bool = False
+    parity_image: Path | None = None  # default: the demo's sample photo
+    min_e2e_psnr: float = 50.0  # end-to-end gate against the PyTorch pipeline, dB
+    progress: bool = True
+
+
+def load_source(checkpoint: Path | None) -> tuple[ModelFolder, dict]:
+    if checkpoint is None:
+        return load_demo(), {"kind": "demo"}
+    return load_model_folder(checkpoint), {"kind": "folder", "path": str(Path(checkpoint).resolve())}
+
+
+def component_specs(folder: ModelFolder, profile: Profile) -> list[ComponentSpec]:
+    factor = folder.codec.factor
+    enc, dec = codec_specs(folder.cfg, profile, factor)
+    return [*(expert_spec(folder.cfg, k, profile, factor) for k in range(folder.cfg.num_experts)), enc, dec]
+
+
+def resolve_tags(folder: ModelFolder, opts: ExportOptions) -> TagVocabulary | None:
+    """The tag vocabulary cached in the bundle: the model's own, or ``--tags`` read from ``--cond-file``."""
+    if opts.cond_file is not None:
+        return _tags_from_file(opts.cond_file, opts.tags, folder.cfg.cond_dim)
+    if opts.tags and folder.tags is None:
+        raise ConfigError("this model has no tag vocabulary: give --cond-file with an embedding per tag")
+    if opts.tags and folder.tags is not None:
+        folder.tags.indices(opts.tags)  # unknown tags fail here, naming the tag
+    return folder.tags
+
+
+def _tags_from_file(path: Path, tags: tuple[str, ...], dim: int) -> TagVocabulary:
+    """An ``.npz`` with one ``[D]`` embedding per tag name, plus ``<null>`` (or an all-zero null)."""
+    try:
+        data = dict(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read cond file {path}: {exc}") from None
+    names = list(tags) or [n for n in data if n != NULL_TAG]
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ConfigError(f"cond file {path} has no embedding for tags {missing} (has {sorted(data)})")
+    rows = [np.asarray(data[n], np.float32).reshape(-1) for n in names]
+    null = np.asarray(data.get(NULL_TAG, np.zeros(dim)), np.float32).reshape(-1)
+    bad = [n for n, r in zip([*names, NULL_TAG], [*rows, null], strict=True) if r.shape != (dim,)]
+    if bad:
+        raise ConfigError(f"cond file {path}: embeddings for {bad} are not [{dim}] (the model's cond_dim)")
+    return TagVocabulary((*names, NULL_TAG), np.stack([*rows, null]))
+
+
+def component_parity(module, spec: ComponentSpec, session) -> list[ParityRow]:
+    """Compare a backend session with PyTorch on the spec's dummy inputs at two profile corners."""
+    ref_sess = TorchSession(module, spec)
+    rows = []
+    for which, batch in (("opt", 2), ("min", 1)):
+        feeds = spec.dummy_inputs(which, batch=batch, seed=7)
+        ref = ref_sess.run(feeds)
+        got = session.run(feeds)
+        for name in spec.output_names:
+            err = float(np.abs(ref[name] - got[name]).max())
+            label = f"{which} b{batch}" + (f" {name}" if len(spec.output_names) > 1 else "")
+            rows.append(
+                ParityRow(
+                    spec.name,
+                    label,
+                    err,
+                    psnr(ref[name], got[name]),
+                    f"max abs <= {spec.tolerance:g}",
+                    err <= spec.tolerance,
+                )
+            )
+    return rows
+
+
+def end_to_end_parity(folder: ModelFolder, runtime: SRRuntime, image_path: Path, limit: float) -> ParityRow:
+    image = read_image(image_path)
+    opts = SampleOptions(seed=0)
+    ref = folder.pipeline().upscale(image, opts).image
+    got = runtime.upscale(image, opts).image
+    value = psnr(ref, got, peak=255.0)
+    err = float(np.abs(ref.astype(np.int16) - got.astype(np.int16)).max())
+    return ParityRow("pipeline", f"end-to-end {image_path.name}", err, value, f"PSNR >= {limit:g} dB", value >= limit)
+
+
+def export_bundle(opts: ExportOptions) -> tuple[Bundle, list[ParityRow]]:
+    """Export every component for ``opts.target`` into ``opts.out`` (atomically) and verify parity."""
+    target = get_target(opts.target)
+    folder, source = load_source(opts.checkpoint)
+    specs = component_specs(folder, opts.profile)
+    tags = resolve_tags(folder, opts)
+    image_path = opts.parity_image or next(iter(sample_images()), None)
+    exporter = target.factory()
+    backend = pick_backend(target.format)
+    rows: list[ParityRow] = []
+    with BundleWriter(opts.out, overwrite=opts.overwrite) as writer:
+        components = {}
+        bar = tqdm(specs, desc=f"export {opts.target}", unit="component", disable=not opts.progress)
+        for spec in bar:
+            bar.set_postfix_str(spec.name)
+            module = component_module(folder, spec.name)
+            files = exporter.export(module, spec, writer.tmp)
+            components[spec.name] = {"file": files[0].name, "files": [f.name for f in files], "spec": spec.to_dict()}
+        if tags is not None:
+            writer.write_tags(tags)
+        writer.manifest.update(
+            {
+                "package_version": package_version(),
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "target": target.name,
+                "format": target.format,
+                "precision": target.precision.value,
+                "model": folder.cfg.to_dict(),
+                "codec": {**folder.codec.to_config(), "factor": folder.codec.factor},
+                "bands": [[b.low, b.high] for b in folder.cfg.bands],
+                "profile": opts.profile.to_dict(),
+                "source": source,
+                "components": components,
+                "tags": {"names": list(tags.names), "file": "cond/tags.npy"} if tags is not None else None,
+                "calibration": None,
+            }
+        )
+        # parity against PyTorch, on the files as they will ship
+        staged = Bundle(writer.tmp, {**writer.manifest, "files": {}})
+        runtime = SRRuntime(
+            staged, {s.name: backend.factory(staged, s.name, SessionOptions()) for s in specs}, backend.name
+        )
+        for spec in specs:
+            rows += component_parity(component_module(folder, spec.name), spec, runtime.sessions[spec.name])
+        if image_path is not None:
+            rows.append(end_to_end_parity(folder, runtime, image_path, opts.min_e2e_psnr))
+        writer.manifest["parity"] = {"backend": backend.name, "rows": [r.to_dict() for r in rows]}
+        failed = [r for r in rows if not r.passed]
+        if failed:
+            raise QualityGateError(
+                f"{opts.target}: parity failed for {', '.join(sorted({r.component for r in failed}))}; nothing was "
+                f"written to {opts.out}\n" + format_report(rows)
+            )
+        bundle = writer.commit()
+    return bundle, rows

@@ -1,0 +1,240 @@
+"""ONNX export (torch dynamo exporter, opset 18) with the traps measured on this project handled.
+
+* The exporter's optimizer deletes additive constants below 1e-8 (a ``+1e-15`` eps vanishes and
+  0/0 gives NaN): components must use eps >= 1e-6, and `export_onnx` refuses an export whose ORT
+  output is non-finite where PyTorch's is finite, naming this cause.
+* A batch-1 example freezes the batch axis: examples always have batch 2 and every symbolic axis
+  of the spec is checked to be symbolic in the saved graph.
+* ``movedim`` / negative permutations (DC-AE) make ORT refuse a model: `normalize_transposes`
+  rewrites negative ``perm`` entries before saving.
+* Graphs are simplified (onnxslim), then checked with ``onnx.checker`` and shape inference.
+  Models over 2 GB are saved with external data (``<name>.onnx.data``) and not simplified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from linearsr_edge.errors import LinearSRError
+from linearsr_edge.exporters.base import Exporter, TargetInfo, register_target
+from linearsr_edge.precision import Precision
+from linearsr_edge.specs import ComponentSpec
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+PROTOBUF_LIMIT = 2**31 - 1
+EXPORT_BATCH = 2  # a batch-1 example makes the exporter specialise the batch axis
+
+
+class ExportError(LinearSRError):
+    """An export produced an unusable or wrong artifact."""
+
+
+def torch_export_onnx(module: torch.nn.Module, spec: ComponentSpec):
+    """Run the dynamo exporter on ``module`` with batch-2 examples; returns the in-memory ``ModelProto``."""
+    from torch.export import Dim
+
+    examples = spec.dummy_inputs("opt", batch=EXPORT_BATCH)
+    args = tuple(torch.from_numpy(examples[n]) for n in spec.input_names)
+    symbols: dict[str, Dim] = {}
+    dynamic_shapes = {
+        t.name: {i: symbols.setdefault(d, Dim(d)) for i, d in enumerate(t.shape) if isinstance(d, str)}
+        for t in spec.inputs
+    }
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module.eval(),
+            args,
+            None,
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+    return program.model_proto
+
+
+SMALL_EPS = 1e-8  # the exporter's optimizer deletes additive constants below this
+SAFE_EPS = 1e-6  # survives the optimizer and FP16
+
+
+def guard_small_eps(module: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
+    """A copy of ``module`` whose float ``eps`` attributes below 1e-8 are raised to 1e-6.
+
+    Third-party layers such as diffusers' DC-AE linear attention add ``eps=1e-15`` to a
+    denominator; the exported graph would lose it and divide 0 by 0. The original module is
+    left untouched (parity is measured against it).
+    """
+    risky = [
+        name
+        for name, m in module.named_modules()
+        if isinstance(getattr(m, "eps", None), float) and 0 <= m.eps < SMALL_EPS
+    ]
+    if not risky:
+        return module, []
+    guarded = copy.deepcopy(module)
+    for name, m in guarded.named_modules():
+        if name in risky:
+            m.eps = SAFE_EPS
+    return guarded, [n or type(module).__name__ for n in risky]
+
+
+def normalize_transposes(model) -> int:
+    """Rewrite negative ``perm`` entries of Transpose nodes (ORT refuses them); returns how many changed."""
+    changed = 0
+    for node in _all_nodes(model.graph):
+        if node.op_type != "Transpose":
+            continue
+        for attr in node.attribute:
+            if attr.name == "perm" and any(p < 0 for p in attr.ints):
+                rank = len(attr.ints)
+                fixed = [p % rank for p in attr.ints]
+                del attr.ints[:]
+                attr.ints.extend(fixed)
+                changed += 1
+    return changed
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.g is not None and attr.g.node:
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
+
+
+def check_symbolic_axes(model, spec: ComponentSpec) -> None:
+    """Every axis the spec calls symbolic must be symbolic (``dim_param``) in the graph's inputs."""
+    by_name = {v.name: v for v in model.graph.input}
+    for t in spec.inputs:
+        if t.name not in by_name:
+            raise ExportError(f"{spec.name}: exported graph has no input {t.name!r} (has {list(by_name)})")
+        dims = by_name[t.name].type.tensor_type.shape.dim
+        for axis, d in enumerate(t.shape):
+            if isinstance(d, str) and not dims[axis].dim_param:
+                raise ExportError(
+                    f"{spec.name}.{t.name}: axis {axis} ({d}) was frozen to {dims[axis].dim_value} by the exporter"
+                )
+
+
+def simplify(model):
+    """onnxslim, falling back to the unsimplified graph if it fails (logged)."""
+    try:
+        import onnxslim
+    except ImportError:
+        log.warning("onnxslim not installed; saving the unsimplified graph")
+        return model
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return onnxslim.slim(model)
+    except Exception as exc:  # onnxslim raises many kinds; the raw graph is still valid
+        log.warning("onnxslim failed (%s); saving the unsimplified graph", exc)
+        return model
+
+
+def save_onnx(model, path: Path) -> list[Path]:
+    """Save, with external data once the model passes the 2 GB protobuf limit."""
+    import onnx
+
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        onnx.save(model, str(path))
+        return [path]
+    data = path.with_name(path.name + ".data")
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
+    return [path, data]
+
+
+def check_model(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False)
+    except Exception as exc:  # onnx's checker raises ValidationError and others
+        raise ExportError(f"{path.name} fails the ONNX checker: {exc}") from None
+
+
+def verify_finite(path: Path, module: torch.nn.Module, spec: ComponentSpec) -> None:
+    """Catch the small-constant trap: ORT output non-finite where PyTorch's is finite."""
+    import onnxruntime as ort
+
+    feeds = spec.dummy_inputs("min", batch=1, seed=1)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, feeds)
+    with torch.no_grad():
+        ref = module(*(torch.from_numpy(feeds[n]) for n in spec.input_names))
+    refs = ref if isinstance(ref, (tuple, list)) else [ref]
+    for name, g, r in zip(spec.output_names, got, refs, strict=True):
+        if np.isfinite(r.numpy()).all() and not np.isfinite(g).all():
+            raise ExportError(
+                f"{spec.name}.{name}: ONNX output has NaN/inf where PyTorch's is finite. A likely cause is an "
+                "additive eps below 1e-8, which the ONNX optimizer deletes (x / (y + 1e-15) becomes 0/0); "
+                "use eps >= 1e-6 or clamp_min on the denominator"
+            )
+
+
+class ONNXExporter(Exporter):
+    format = "onnx"
+    suffix = ".onnx"
+
+    def export(self, module: torch.nn.Module, spec: ComponentSpec, folder: Path) -> list[Path]:
+        guarded, raised = guard_small_eps(module)
+        if raised:
+            log.info(
+                "%s: raised eps < %g to %g in %d modules for export (%s%s)",
+                spec.name,
+                SMALL_EPS,
+                SAFE_EPS,
+                len(raised),
+                ", ".join(raised[:3]),
+                ", ..." if len(raised) > 3 else "",
+            )
+        model = torch_export_onnx(guarded, spec)
+        large = model.ByteSize() >= PROTOBUF_LIMIT
+        if not large:
+            model = simplify(model)
+        fixed = normalize_transposes(model)
+        if fixed:
+            log.info("%s: rewrote %d Transpose nodes with negative perm", spec.name, fixed)
+        check_symbolic_axes(model, spec)
+        model.producer_name = "linearsr-edge"
+        path = folder / f"{spec.name}{self.suffix}"
+        files = save_onnx(model, path)
+        check_model(path)
+        verify_finite(path, module, spec)
+        return files
+
+
+register_target(
+    TargetInfo(
+        name="onnx-fp32",
+        format="onnx",
+        precision=Precision.FP32,
+        requires=("onnx", "onnxruntime", "onnxscript"),
+        extra="onnx",
+        description="ONNX opset 18, FP32; runs anywhere with ONNX Runtime",
+        factory=ONNXExporter,
+    )
+)

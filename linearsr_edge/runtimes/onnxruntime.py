@@ -1,0 +1,79 @@
+"""ONNX Runtime sessions: CPU everywhere, plus CUDA / TensorRT / CoreML / OpenVINO EPs when installed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from linearsr_edge.errors import BundleError
+from linearsr_edge.runtimes.base import BackendInfo, Session, SessionOptions, register_backend
+from linearsr_edge.specs import ComponentSpec
+
+if TYPE_CHECKING:
+    from linearsr_edge.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+# Preferred execution providers, best first; only those the installed onnxruntime offers are used.
+PROVIDER_ORDER = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CoreMLExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+def choose_providers(available: list[str], requested: tuple[str, ...] | None) -> list[str]:
+    """Requested providers that are available (in the requested order), else the preferred order."""
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise BundleError(f"ONNX Runtime providers {missing} are not available here (available: {available})")
+        return list(requested)
+    return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
+
+
+class ORTSession(Session):
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, spec: ComponentSpec, options: SessionOptions | None = None) -> None:
+        import onnxruntime as ort
+
+        super().__init__(spec)
+        options = options or SessionOptions()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        providers = choose_providers(ort.get_available_providers(), options.providers)
+        with_opts = [(p, options.provider_options.get(p, {})) for p in providers]
+        try:
+            self._sess = ort.InferenceSession(str(path), sess_options=so, providers=with_opts)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+            raise BundleError(f"ONNX Runtime cannot load {path.name}: {exc}") from None
+        self.providers = self._sess.get_providers()
+        self._outputs = [o.name for o in self._sess.get_outputs()]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._outputs, self._sess.run(self._outputs, feeds), strict=True))
+
+
+def _from_bundle(bundle: Bundle, component: str, options: SessionOptions) -> Session:
+    return ORTSession(bundle.file(component), bundle.spec(component), options)
+
+
+register_backend(
+    BackendInfo(
+        name="onnxruntime",
+        formats=("onnx",),
+        requires=("onnxruntime",),
+        extra="onnx",
+        priority=10,
+        factory=_from_bundle,
+    )
+)
