@@ -177,22 +177,29 @@ def check_model(path: Path) -> None:
 
 
 def verify_finite(path: Path, module: torch.nn.Module, spec: ComponentSpec) -> None:
-    """Catch the small-constant trap: ORT output non-finite where PyTorch's is finite."""
+    """Catch the small-constant trap: ORT output non-finite where PyTorch's is finite.
+
+    Random inputs rarely hit a zero denominator, so all-zero inputs (every ReLU dead) are tried too.
+    """
     import onnxruntime as ort
 
-    feeds = spec.dummy_inputs("min", batch=1, seed=1)
+    random = spec.dummy_inputs("min", batch=1, seed=1)
+    zeros = {k: np.zeros_like(v) for k, v in random.items()}
+    if "sigma" in zeros:
+        zeros["sigma"] = random["sigma"]  # sigma must stay in (0, 1]
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, feeds)
-    with torch.no_grad():
-        ref = module(*(torch.from_numpy(feeds[n]) for n in spec.input_names))
-    refs = ref if isinstance(ref, (tuple, list)) else [ref]
-    for name, g, r in zip(spec.output_names, got, refs, strict=True):
-        if np.isfinite(r.numpy()).all() and not np.isfinite(g).all():
-            raise ExportError(
-                f"{spec.name}.{name}: ONNX output has NaN/inf where PyTorch's is finite. A likely cause is an "
-                "additive eps below 1e-8, which the ONNX optimizer deletes (x / (y + 1e-15) becomes 0/0); "
-                "use eps >= 1e-6 or clamp_min on the denominator"
-            )
+    for feeds in (random, zeros):
+        got = sess.run(None, feeds)
+        with torch.no_grad():
+            ref = module(*(torch.from_numpy(feeds[n]) for n in spec.input_names))
+        refs = ref if isinstance(ref, (tuple, list)) else [ref]
+        for name, g, r in zip(spec.output_names, got, refs, strict=True):
+            if np.isfinite(r.numpy()).all() and not np.isfinite(g).all():
+                raise ExportError(
+                    f"{spec.name}.{name}: ONNX output has NaN/inf where PyTorch's is finite. A likely cause is an "
+                    "additive eps below 1e-8, which the ONNX optimizer deletes (x / (y + 1e-15) becomes 0/0); "
+                    "use eps >= 1e-6 or clamp_min on the denominator"
+                )
 
 
 class ONNXExporter(Exporter):

@@ -1,0 +1,38 @@
+"""Shared builders for tests: tiny model folders and photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from linearsr_edge.demo import save_model_folder
+from linearsr_edge.model.codec import PixelUnshuffleCodec
+from linearsr_edge.model.experts import SNRExperts
+from linearsr_edge.specs import Profile
+from linearsr_edge.tags import NULL_TAG, TagVocabulary
+from tests.conftest import tiny_config
+
+TINY_PROFILE = Profile(min_hw=(16, 16), opt_hw=(32, 48), max_hw=(128, 128), batch=(1, 1, 4), cond_len=(1, 2, 8))
+
+
+def tiny_model_folder(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    cfg = tiny_config()
+    experts = SNRExperts(cfg)
+    with torch.no_grad():  # random but not degenerate: perturb the zero-initialised-looking paths
+        for p in experts.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    tags = TagVocabulary(("portrait", "animal", NULL_TAG), np.random.default_rng(seed).standard_normal((3, 8)))
+    return save_model_folder(path, experts, PixelUnshuffleCodec(2), tags)
+
+
+def write_photo(path: Path, h: int = 20, w: int = 28, seed: int = 0) -> Path:
+    """A smooth random colour image (a real photo's statistics matter little for parity)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize((w, h), Image.BICUBIC)
+    img.save(path)
+    return path
