@@ -33,3 +33,7 @@ class InputSpecError(LinearSRError, ValueError):
 
 class QualityGateError(LinearSRError):
     """An export or calibration missed its quality thresholds."""
+
+
+class CalibrationError(LinearSRError, ValueError):
+    """Calibration data is missing, unreadable or too thin for a band."""

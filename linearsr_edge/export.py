@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,13 +12,17 @@ import numpy as np
 from tqdm import tqdm
 
 from linearsr_edge.bundle import Bundle, BundleWriter, package_version
+from linearsr_edge.calibration import CalibrationOptions, CalibrationSet, QualityThresholds, collect, images_from_dir
+from linearsr_edge.calibration.gates import GateRow, enforce, expert_gate, pipeline_gate
 from linearsr_edge.components import component_module
 from linearsr_edge.demo import ModelFolder, load_demo, load_model_folder, sample_images
 from linearsr_edge.errors import ConfigError, QualityGateError
 from linearsr_edge.exporters import get_target
+from linearsr_edge.exporters.onnx_precision import Int8Policy, ONNXInt8Exporter
 from linearsr_edge.imaging import read_image
 from linearsr_edge.parity import ParityRow, format_report, psnr
 from linearsr_edge.pipeline import SampleOptions
+from linearsr_edge.precision import Precision
 from linearsr_edge.runtimes import SessionOptions, SRRuntime, pick_backend
 from linearsr_edge.runtimes.torch import TorchSession
 from linearsr_edge.specs import ComponentSpec, Profile, codec_specs, expert_spec
@@ -36,8 +41,14 @@ class ExportOptions:
     cond_file: Path | None = None
     overwrite: bool = False
     parity_image: Path | None = None  # default: the demo's sample photo
-    min_e2e_psnr: float = 50.0  # end-to-end gate against the PyTorch pipeline, dB
+    min_e2e_psnr: float = 50.0  # FP32 end-to-end parity against the PyTorch pipeline, dB
     progress: bool = True
+    # FP16 / INT8 only
+    calib_dir: Path | None = None  # default: the demo's sample photos
+    calib_source: Iterable[np.ndarray] | None = None  # from Python: any iterable of uint8 [H, W, 3] images
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    thresholds: QualityThresholds | None = None  # None: the precision's defaults
+    int8_policy: Int8Policy = field(default_factory=Int8Policy)
 
 
 def load_source(checkpoint: Path | None) -> tuple[ModelFolder, dict]:
@@ -115,23 +126,115 @@ def end_to_end_parity(folder: ModelFolder, runtime: SRRuntime, image_path: Path,
     return ParityRow("pipeline", f"end-to-end {image_path.name}", err, value, f"PSNR >= {limit:g} dB", value >= limit)
 
 
-def export_bundle(opts: ExportOptions) -> tuple[Bundle, list[ParityRow]]:
-    """Export every component for ``opts.target`` into ``opts.out`` (atomically) and verify parity."""
+def calibration_images(opts: ExportOptions) -> Iterable:
+    if opts.calib_source is not None:
+        return opts.calib_source
+    if opts.calib_dir is not None:
+        return images_from_dir(opts.calib_dir)
+    samples = sample_images()
+    if not samples:
+        raise ConfigError("no calibration images: pass --calib-dir (the demo samples are missing)")
+    return images_from_dir(samples[0].parent)
+
+
+def quality_gates(
+    folder: ModelFolder, runtime: SRRuntime, calib: CalibrationSet, thresholds: QualityThresholds, progress: bool
+) -> list[GateRow]:
+    """Per-expert SQNR on held-out band data and end-to-end PSNR on held-out photos, against FP32 PyTorch."""
+    rows = []
+    for k in tqdm(range(folder.cfg.num_experts), desc="quality gates", unit="expert", disable=not progress):
+        name = f"expert_{k}"
+        ref = TorchSession(component_module(folder, name), runtime.bundle.spec(name))
+        rows.append(
+            expert_gate(
+                name,
+                lambda f, r=ref: r.run(f)["velocity"],
+                lambda f, n=name: runtime.sessions[n].run(f)["velocity"],
+                calib.heldout[k],
+                thresholds.expert_sqnr_db,
+            )
+        )
+    pipe = folder.pipeline()
+    opts = SampleOptions(seed=0)
+    refs = [pipe.upscale(img, opts).image for img in calib.heldout_images]
+    tests = [runtime.upscale(img, opts).image for img in calib.heldout_images]
+    rows.append(pipeline_gate(refs, tests, thresholds.e2e_psnr_db))
+    return rows
+
+
+def half_precision_probe(folder: ModelFolder, spec: ComponentSpec) -> dict:
+    """Run one expert in PyTorch FP16 (same precision policy) at the largest profile size; no inf/NaN allowed.
+
+    Records the largest intermediate activation and the error against FP32.
+    """
+    import copy
+
+    import torch
+
+    module = component_module(folder, spec.name)
+    half = copy.deepcopy(module).half()
+    feeds = spec.dummy_inputs("max", batch=1, seed=3)
+    largest = {"value": 0.0, "module": ""}
+
+    def hook(mod, _inp, out, name=None):
+        if isinstance(out, torch.Tensor) and out.numel():
+            v = float(out.detach().abs().float().max())
+            if not v < largest["value"]:
+                largest.update(value=v, module=name)
+
+    handles = [m.register_forward_hook(lambda mod, i, o, n=n: hook(mod, i, o, n)) for n, m in half.named_modules() if n]
+    with torch.inference_mode():
+        out16 = half(*(torch.from_numpy(feeds[n]).half() for n in spec.input_names)).float()
+        out32 = module(*(torch.from_numpy(feeds[n]) for n in spec.input_names))
+    for h in handles:
+        h.remove()
+    finite = bool(torch.isfinite(out16).all())
+    tokens = feeds["latent"].shape[2] * feeds["latent"].shape[3] // folder.cfg.patch_size**2
+    probe = {
+        "component": spec.name,
+        "tokens": int(tokens),
+        "finite": finite,
+        "largest_intermediate": largest["value"],
+        "largest_in": largest["module"],
+        "rel_err_vs_fp32": float((out16 - out32).abs().max() / out32.abs().max().clamp_min(1e-12)),
+    }
+    if not finite or not largest["value"] < 65504:
+        raise QualityGateError(
+            f"FP16 probe: {spec.name} overflows at {tokens} tokens (largest intermediate "
+            f"{largest['value']:.3g} in {largest['module']}); the precision policy does not hold"
+        )
+    return probe
+
+
+def export_bundle(opts: ExportOptions) -> tuple[Bundle, list]:
+    """Export every component for ``opts.target`` into ``opts.out`` (atomically) and verify it.
+
+    FP32: per-component max abs error and end-to-end PSNR against PyTorch. FP16 / INT8: band
+    calibration (INT8), a PyTorch half-precision probe (FP16), and quality gates. Returns the
+    bundle and its report rows (`ParityRow` or `GateRow`).
+    """
     target = get_target(opts.target)
     folder, source = load_source(opts.checkpoint)
     specs = component_specs(folder, opts.profile)
     tags = resolve_tags(folder, opts)
-    image_path = opts.parity_image or next(iter(sample_images()), None)
-    exporter = target.factory()
+    exporter = ONNXInt8Exporter(opts.int8_policy) if target.name == "onnx-int8" else target.factory()
     backend = pick_backend(target.format)
-    rows: list[ParityRow] = []
+    quantized = target.precision != Precision.FP32
+    calib = None
+    if quantized:
+        calib = collect(
+            folder.pipeline().process,
+            calibration_images(opts),
+            CalibrationOptions(**{**opts.calibration.__dict__, "progress": opts.progress}),
+        )
     with BundleWriter(opts.out, overwrite=opts.overwrite) as writer:
         components = {}
         bar = tqdm(specs, desc=f"export {opts.target}", unit="component", disable=not opts.progress)
         for spec in bar:
             bar.set_postfix_str(spec.name)
             module = component_module(folder, spec.name)
-            files = exporter.export(module, spec, writer.tmp)
+            data = calib.samples[int(spec.name[7:])] if calib is not None and spec.kind == "expert" else None
+            files = exporter.export(module, spec, writer.tmp, calibration=data if exporter.needs_calibration else None)
             components[spec.name] = {"file": files[0].name, "files": [f.name for f in files], "spec": spec.to_dict()}
         if tags is not None:
             writer.write_tags(tags)
@@ -149,24 +252,46 @@ def export_bundle(opts: ExportOptions) -> tuple[Bundle, list[ParityRow]]:
                 "source": source,
                 "components": components,
                 "tags": {"names": list(tags.names), "file": "cond/tags.npy"} if tags is not None else None,
-                "calibration": None,
+                "calibration": calib.summary() if calib is not None and exporter.needs_calibration else None,
             }
         )
-        # parity against PyTorch, on the files as they will ship
+        if target.name == "onnx-int8":
+            writer.manifest["int8_policy"] = {**opts.int8_policy.__dict__}
         staged = Bundle(writer.tmp, {**writer.manifest, "files": {}})
         runtime = SRRuntime(
             staged, {s.name: backend.factory(staged, s.name, SessionOptions()) for s in specs}, backend.name
         )
-        for spec in specs:
-            rows += component_parity(component_module(folder, spec.name), spec, runtime.sessions[spec.name])
-        if image_path is not None:
-            rows.append(end_to_end_parity(folder, runtime, image_path, opts.min_e2e_psnr))
-        writer.manifest["parity"] = {"backend": backend.name, "rows": [r.to_dict() for r in rows]}
-        failed = [r for r in rows if not r.passed]
-        if failed:
-            raise QualityGateError(
-                f"{opts.target}: parity failed for {', '.join(sorted({r.component for r in failed}))}; nothing was "
-                f"written to {opts.out}\n" + format_report(rows)
-            )
+        if quantized:
+            if target.precision == Precision.FP16:
+                writer.manifest["precision_probe"] = half_precision_probe(folder, specs[0])
+            thresholds = opts.thresholds or QualityThresholds.default(target.precision)
+            rows = quality_gates(folder, runtime, calib, thresholds, opts.progress)
+            writer.manifest["quality"] = {
+                "backend": backend.name,
+                "thresholds": thresholds.__dict__,
+                "rows": [r.to_dict() for r in rows],
+            }
+            enforce(rows, opts.target)
+        else:
+            rows = fp32_parity(folder, specs, runtime, opts)
+            writer.manifest["parity"] = {"backend": backend.name, "rows": [r.to_dict() for r in rows]}
         bundle = writer.commit()
     return bundle, rows
+
+
+def fp32_parity(
+    folder: ModelFolder, specs: list[ComponentSpec], runtime: SRRuntime, opts: ExportOptions
+) -> list[ParityRow]:
+    rows: list[ParityRow] = []
+    for spec in specs:
+        rows += component_parity(component_module(folder, spec.name), spec, runtime.sessions[spec.name])
+    image_path = opts.parity_image or next(iter(sample_images()), None)
+    if image_path is not None:
+        rows.append(end_to_end_parity(folder, runtime, image_path, opts.min_e2e_psnr))
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        raise QualityGateError(
+            f"{opts.target}: parity failed for {', '.join(sorted({r.component for r in failed}))}; nothing was "
+            f"written to {opts.out}\n" + format_report(rows)
+        )
+    return rows

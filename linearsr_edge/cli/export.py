@@ -49,8 +49,53 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cond-file", type=Path, help=".npz of precomputed tag embeddings, one [D] array per tag name")
     ap.add_argument("--parity-image", type=Path, help="photo for the end-to-end check (default: the demo sample)")
     ap.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    q = ap.add_argument_group("FP16 / INT8: calibration and quality gates")
+    q.add_argument(
+        "--calib-dir",
+        type=Path,
+        help="your own photos for calibration and the gates (default: the "
+        "demo samples); the last --heldout-images files are held out for the gates",
+    )
+    q.add_argument("--calib-samples", type=int, default=16, help="inputs recorded per expert, in its band (16)")
+    q.add_argument("--calib-steps", type=int, help="sampling steps while recording (default: 2x the model's)")
+    q.add_argument("--heldout-images", type=int, default=2, help="images held out for the quality gates (2)")
+    q.add_argument(
+        "--pooled-calibration",
+        action="store_true",
+        help="ablation: calibrate every expert on inputs pooled over all steps, not its own band",
+    )
+    q.add_argument("--seed", type=int, default=0, help="calibration seed (0)")
+    q.add_argument("--min-psnr", type=float, help="end-to-end PSNR gate, dB (default: fp16 45, int8 35)")
+    q.add_argument("--min-expert-sqnr", type=float, help="per-expert SQNR gate, dB (default: fp16 40, int8 20)")
+    q.add_argument(
+        "--int8-ops",
+        nargs="+",
+        default=["MatMul", "Gemm", "Conv"],
+        metavar="OP",
+        help="op types to quantize (default: MatMul Gemm Conv; adding Mul/Add costs ~17 %% error)",
+    )
+    q.add_argument(
+        "--int8-activations",
+        choices=("uint8", "int8"),
+        default="uint8",
+        help="activation type (default uint8: faster on x86)",
+    )
+    q.add_argument("--int8-method", choices=("minmax", "entropy", "percentile"), default="minmax")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return ap
+
+
+def _thresholds(args: argparse.Namespace):
+    from linearsr_edge.calibration import QualityThresholds
+    from linearsr_edge.exporters import get_target
+
+    if args.min_expert_sqnr is None and args.min_psnr is None:
+        return None
+    base = QualityThresholds.default(get_target(args.target).precision)
+    return QualityThresholds(
+        args.min_expert_sqnr if args.min_expert_sqnr is not None else base.expert_sqnr_db,
+        args.min_psnr if args.min_psnr is not None else base.e2e_psnr_db,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from linearsr_edge.calibration import CalibrationOptions, GateRow, format_gates
     from linearsr_edge.export import ExportOptions, export_bundle
+    from linearsr_edge.exporters.onnx_precision import Int8Policy
     from linearsr_edge.parity import format_report
 
     profile = Profile(
@@ -78,9 +125,21 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         parity_image=args.parity_image,
         progress=not args.quiet,
+        calib_dir=args.calib_dir,
+        calibration=CalibrationOptions(
+            samples_per_expert=args.calib_samples,
+            heldout_images=args.heldout_images,
+            steps=args.calib_steps,
+            seed=args.seed,
+            pooled=args.pooled_calibration,
+        ),
+        thresholds=_thresholds(args),
+        int8_policy=Int8Policy(
+            op_types=tuple(args.int8_ops), activation_type=args.int8_activations, method=args.int8_method
+        ),
     )
     bundle, rows = export_bundle(opts)
-    print(format_report(rows))
+    print(format_gates(rows) if rows and isinstance(rows[0], GateRow) else format_report(rows))
     print(f"wrote {bundle.path} ({bundle.target}, {len(bundle.component_names())} components)")
     return 0
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import abc
 import difflib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
@@ -26,10 +27,20 @@ class Exporter(abc.ABC):
 
     format: str
     suffix: str
+    needs_calibration: bool = False  # True: experts need their own band's inputs
 
     @abc.abstractmethod
-    def export(self, module: torch.nn.Module, spec: ComponentSpec, folder: Path) -> list[Path]:
-        """Write ``folder / (spec.name + suffix)`` (plus any side files); return every file written."""
+    def export(
+        self,
+        module: torch.nn.Module,
+        spec: ComponentSpec,
+        folder: Path,
+        calibration: Sequence[dict[str, np.ndarray]] | None = None,
+    ) -> list[Path]:
+        """Write ``folder / (spec.name + suffix)`` (plus any side files); return every file written.
+
+        ``calibration``: recorded input feeds of this component (experts: from its own band).
+        """
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ class ONNXExporter(Exporter):
     format = "onnx"
     suffix = ".onnx"
 
-    def export(self, module: torch.nn.Module, spec: ComponentSpec, folder: Path) -> list[Path]:
+    def export(self, module: torch.nn.Module, spec: ComponentSpec, folder: Path, calibration=None) -> list[Path]:
         guarded, raised = guard_small_eps(module)
         if raised:
             log.info(
