@@ -1,0 +1,149 @@
+"""onnx-fp16 and onnx-int8: FP32 islands, quality gates, calibration record, failure reports."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from linearsr_edge.calibration import CalibrationOptions, QualityThresholds
+from linearsr_edge.errors import QualityGateError
+from linearsr_edge.specs import Profile
+from tests.helpers import TINY_PROFILE, tiny_model_folder, write_photo
+
+onnx = pytest.importorskip("onnx", reason="requires onnx (the onnx extra)")
+pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
+
+from linearsr_edge.export import ExportOptions, export_bundle  # noqa: E402
+from linearsr_edge.exporters.onnx_precision import Int8Policy, fp32_island_nodes  # noqa: E402
+
+CALIB = CalibrationOptions(samples_per_expert=8, heldout_samples_per_expert=3, crop=16, progress=False)
+# >= 16k tokens at the largest profile size: 256 x 256 output / codec factor 2 = 128 x 128 latent
+BIG_PROFILE = Profile(min_hw=(16, 16), opt_hw=(32, 48), max_hw=(256, 256), batch=(1, 1, 2), cond_len=(1, 2, 8))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prec")
+    model = tiny_model_folder(root / "model")
+    (root / "calib").mkdir()
+    for i in range(5):
+        write_photo(root / "calib" / f"p{i}.png", 24, 32, seed=i)
+    return root, model
+
+
+def _export(setup, target, name=None, **kw):
+    root, model = setup
+    opts = dict(
+        target=target,
+        out=root / (name or target),
+        checkpoint=model,
+        profile=TINY_PROFILE,
+        calib_dir=root / "calib",
+        calibration=CALIB,
+        progress=False,
+    )
+    opts.update(kw)
+    return export_bundle(ExportOptions(**opts))
+
+
+@pytest.fixture(scope="module")
+def int8(setup):
+    return _export(setup, "onnx-int8")
+
+
+def test_fp16_passes_gates_without_overflow_at_16k_tokens(setup):
+    bundle, rows = _export(setup, "onnx-fp16", profile=BIG_PROFILE)
+    assert all(r.passed for r in rows) and len(rows) == 5
+    probe = bundle.manifest["precision_probe"]
+    assert probe["tokens"] >= 16384 and probe["finite"] and probe["rel_err_vs_fp32"] < 0.05
+    model = onnx.load(str(bundle.file("expert_1")))
+    types = collections.Counter(i.data_type for i in model.graph.initializer)
+    assert types[onnx.TensorProto.FLOAT16] > types[onnx.TensorProto.FLOAT]  # weights are FP16
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 4  # FP32 I/O
+    q = bundle.manifest["quality"]
+    assert q["thresholds"] == {"expert_sqnr_db": 40.0, "e2e_psnr_db": 45.0}
+
+
+def test_int8_is_qdq_on_weight_ops_only_and_records_calibration(int8):
+    bundle, rows = int8
+    assert all(r.passed for r in rows)
+    model = onnx.load(str(bundle.file("expert_0")))
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
+    consumers = collections.defaultdict(list)
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i].append(n.op_type)
+    quantized = {op for n in model.graph.node if n.op_type == "DequantizeLinear" for op in consumers[n.output[0]]}
+    assert quantized <= {"MatMul", "Gemm", "Conv"}, quantized  # no Mul/Add (modulation, gates)
+    islands = set(fp32_island_nodes(onnx.load(str(bundle.path / "expert_0.onnx"))))
+    assert not any(n.name in islands for n in model.graph.node if n.op_type == "QuantizeLinear")
+    cal = bundle.manifest["calibration"]
+    assert cal["mode"] == "band" and len(cal["sha256"]) == 64 and cal["samples_per_expert"]["3"] == 8
+    assert bundle.manifest["int8_policy"]["activation_type"] == "uint8"
+    assert bundle.spec("encoder").name == "encoder"  # codec stays FP32
+    enc = onnx.load(str(bundle.file("encoder")))
+    assert not any(n.op_type == "QuantizeLinear" for n in enc.graph.node)
+
+
+def test_policy_is_honoured(setup):
+    bundle, _ = _export(
+        setup,
+        "onnx-int8",
+        name="int8-mul",
+        int8_policy=Int8Policy(op_types=("MatMul", "Mul")),
+        thresholds=QualityThresholds(0.0, 0.0),
+    )
+    model = onnx.load(str(bundle.file("expert_0")))
+    consumers = collections.defaultdict(set)
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i].add(n.op_type)
+    quantized = set().union(*(consumers[n.output[0]] for n in model.graph.node if n.op_type == "DequantizeLinear"))
+    assert "Mul" in quantized and "Conv" not in quantized
+
+
+def test_missed_gates_name_the_experts_and_write_nothing(setup):
+    root, _ = setup
+    with pytest.raises(QualityGateError) as info:
+        _export(setup, "onnx-int8", name="strict", thresholds=QualityThresholds(90.0, 90.0))
+    msg = str(info.value)
+    assert "expert_0" in msg and "expert_3" in msg and "pipeline" in msg and "SQNR" in msg
+    assert not (root / "strict").exists()
+
+
+def test_islands_cover_the_linear_attention(int8):
+    bundle, _ = int8
+    import tempfile
+    from pathlib import Path
+
+    from linearsr_edge.components import component_module
+    from linearsr_edge.demo import load_model_folder
+    from linearsr_edge.exporters.onnx import ONNXExporter
+
+    folder = load_model_folder(bundle.manifest["source"]["path"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = ONNXExporter().export(component_module(folder, "expert_0"), bundle.spec("expert_0"), Path(tmp))[0]
+        model = onnx.load(str(path))
+    island = set(fp32_island_nodes(model))
+    by_op = collections.Counter(n.op_type for n in model.graph.node if n.name in island)
+    depth = folder.cfg.depth
+    assert by_op["ReduceSum"] >= depth and by_op["Div"] >= depth
+    assert by_op["MatMul"] >= 3 * depth  # K^T V, Q (K^T V), Q K-sum per block (+ cross-attention)
+    weights = {i.name for i in model.graph.initializer}
+    assert not any(
+        n.name in island
+        for n in model.graph.node
+        if n.op_type in ("MatMul", "Gemm") and any(i in weights for i in n.input)
+    )
+
+
+def test_int8_output_stays_close(int8):
+    bundle, _ = int8
+    from linearsr_edge.runtimes import SRRuntime
+
+    rt = SRRuntime.load(bundle.path)
+    img = np.random.default_rng(3).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    assert rt.upscale(img).image.shape == (32, 40, 3)
