@@ -39,6 +39,7 @@ class ExportOptions:
     profile: Profile = field(default_factory=Profile)
     tags: tuple[str, ...] = ()
     cond_file: Path | None = None
+    text_encoder: Path | None = None  # a local transformers folder that encodes --tags
     overwrite: bool = False
     parity_image: Path | None = None  # default: the demo's sample photo
     min_e2e_psnr: float = 50.0  # FP32 end-to-end parity against the PyTorch pipeline, dB
@@ -64,11 +65,18 @@ def component_specs(folder: ModelFolder, profile: Profile) -> list[ComponentSpec
 
 
 def resolve_tags(folder: ModelFolder, opts: ExportOptions) -> TagVocabulary | None:
-    """The tag vocabulary cached in the bundle: the model's own, or ``--tags`` read from ``--cond-file``."""
+    """The tag vocabulary cached in the bundle: ``--tags`` encoded by ``--text-encoder`` or read from
+    ``--cond-file``, else the model's own vocabulary."""
+    if opts.text_encoder is not None and opts.cond_file is not None:
+        raise ConfigError("give --text-encoder or --cond-file, not both")
+    if opts.text_encoder is not None:
+        from linearsr_edge.textenc import encode_tags
+
+        return encode_tags(opts.text_encoder, opts.tags, folder.cfg.cond_dim)
     if opts.cond_file is not None:
         return _tags_from_file(opts.cond_file, opts.tags, folder.cfg.cond_dim)
     if opts.tags and folder.tags is None:
-        raise ConfigError("this model has no tag vocabulary: give --cond-file with an embedding per tag")
+        raise ConfigError("this model has no tag vocabulary: give --text-encoder or --cond-file for the tags")
     if opts.tags and folder.tags is not None:
         folder.tags.indices(opts.tags)  # unknown tags fail here, naming the tag
     return folder.tags

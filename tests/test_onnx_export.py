@@ -281,3 +281,15 @@ def test_psnr_inf_is_stored_as_null(exported):
     enc = [r for r in rows if r["component"] == "encoder"]
     assert enc and all(r["psnr_db"] is None and r["max_abs"] == 0 for r in enc)
     assert not any(isinstance(r["psnr_db"], float) and math.isinf(r["psnr_db"]) for r in rows)
+
+
+def test_upscale_cli_runs_a_bundle(exported, tmp_path, capsys):
+    from linearsr_edge.cli.upscale import main
+
+    bundle, _, _, photo = exported
+    for backend in ("auto", "torch"):
+        out = tmp_path / f"{backend}.png"
+        assert main([str(photo), "-o", str(out), "--bundle", str(bundle.path), "--backend", backend, "-q"]) == 0
+        assert out.is_file()
+    assert main([str(photo), "-o", str(tmp_path / "x.png"), "--bundle", str(tmp_path / "none")]) == 2
+    assert "bundle not found" in capsys.readouterr().err

@@ -32,8 +32,8 @@ from linearsr_edge.demo.data import (
     TAG_NAMES,
     TRAIN_PHOTOS,
     Degradation,
-    downscale,
     load_photo,
+    write_samples,
 )
 from linearsr_edge.imaging import bicubic_resize, to_model
 from linearsr_edge.model.codec import PixelUnshuffleCodec
@@ -227,12 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             "heldout_photos": sorted(HELDOUT_PHOTOS),
         },
     )
-    sample = downscale(load_photo("astronaut.png"), SCALE)
-    samples = args.out / "samples"
-    samples.mkdir(exist_ok=True)
-    from PIL import Image
-
-    Image.fromarray(sample).save(samples / "astronaut_lr.png")
+    write_samples(args.out / "samples", SCALE)
     print(f"wrote {args.out} in {minutes:.1f} min (residual scale {residual_scale})")
     return 0
 

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tags to cache (with --cond-file), or to check against the model's own vocabulary",
     )
     ap.add_argument("--cond-file", type=Path, help=".npz of precomputed tag embeddings, one [D] array per tag name")
+    ap.add_argument("--text-encoder", type=Path, help="local transformers folder that encodes --tags at export time")
     ap.add_argument("--parity-image", type=Path, help="photo for the end-to-end check (default: the demo sample)")
     ap.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     q = ap.add_argument_group("FP16 / INT8: calibration and quality gates")
@@ -122,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         profile=profile,
         tags=tuple(args.tags),
         cond_file=args.cond_file,
+        text_encoder=args.text_encoder,
         overwrite=args.overwrite,
         parity_image=args.parity_image,
         progress=not args.quiet,

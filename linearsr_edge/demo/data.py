@@ -110,3 +110,23 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB between two uint8 images (peak 255)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "camera.png")
+
+
+def write_samples(folder: Path, scale: int = 4, side: int = 512) -> list[Path]:
+    """Low-resolution sample photos (clean bicubic / scale of a centre crop <= side) for the demo,
+    calibration and the quality gates. Returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in SAMPLE_PHOTOS:
+        hr = load_photo(name)
+        h, w = hr.shape[:2]
+        ch, cw = min(h, side), min(w, side)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        lr = downscale(crop_to_multiple(hr[y : y + ch, x : x + cw], scale), scale)
+        path = folder / f"{Path(name).stem}_lr.png"
+        Image.fromarray(lr).save(path)
+        out.append(path)
+    return out
