@@ -293,3 +293,43 @@ def test_upscale_cli_runs_a_bundle(exported, tmp_path, capsys):
         assert out.is_file()
     assert main([str(photo), "-o", str(tmp_path / "x.png"), "--bundle", str(tmp_path / "none")]) == 2
     assert "bundle not found" in capsys.readouterr().err
+
+
+# ---- contract suite: every registered runtime backend and export target -------------------------
+
+BACKEND_CONTRACT = {"onnxruntime": 1e-4, "torch": 0.0}  # max abs error against PyTorch on every component
+TARGET_CONTRACT = {  # where each target's export -> load -> run -> parity is tested
+    "onnx-fp32": "tests/test_onnx_export.py",
+    "onnx-fp16": "tests/test_onnx_precision.py",
+    "onnx-int8": "tests/test_onnx_precision.py",
+}
+
+
+def test_every_registered_backend_and_target_has_a_contract():
+    from linearsr_edge.exporters import target_names
+    from linearsr_edge.runtimes import backend_names
+
+    assert set(backend_names()) <= set(BACKEND_CONTRACT), "add the new backend to BACKEND_CONTRACT"
+    assert set(target_names()) <= set(TARGET_CONTRACT), "add the new target to TARGET_CONTRACT with its tests"
+
+
+@pytest.mark.parametrize("backend", sorted(BACKEND_CONTRACT))
+def test_backend_contract(exported, backend):
+    from linearsr_edge.runtimes import get_backend
+
+    if not get_backend(backend).available:
+        pytest.skip(f"requires {backend}")
+    bundle, _, model, _ = exported
+    folder = load_model_folder(model)
+    rt = SRRuntime.load(bundle.path, backend=backend)
+    assert rt.backend == backend
+    for name in bundle.component_names():
+        spec = bundle.spec(name)
+        feeds = spec.dummy_inputs("opt", batch=2, seed=11)
+        out = rt.sessions[name].run(feeds)
+        assert set(out) == set(spec.output_names)
+        with torch.no_grad():
+            ref = component_module(folder, name)(*(torch.from_numpy(feeds[n]) for n in spec.input_names)).numpy()
+        got = out[spec.output_names[0]]
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        assert np.abs(got - ref).max() <= BACKEND_CONTRACT[backend]

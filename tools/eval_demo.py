@@ -25,6 +25,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tags", default="auto", help="'auto' uses each photo's tags, 'none' the null tag")
     ap.add_argument("--degraded", action="store_true", help="degraded LR (blur/noise/JPEG) instead of clean bicubic")
+    ap.add_argument("--figure", type=Path, help="write a bicubic | model | ground-truth crop of astronaut here")
     args = ap.parse_args()
     torch.set_num_threads(2)
     folder = load_model_folder(args.model)
@@ -39,7 +40,28 @@ def main() -> int:
             f"experts={plan.steps_per_expert(folder.cfg.num_experts)} degraded={args.degraded}"
         )
         print(format_rows(rows))
+    if args.figure:
+        write_figure(args.figure, pipe, folder.cfg.upscale)
     return 0
+
+
+def write_figure(path: Path, pipe, scale: int) -> None:
+    """bicubic | model | ground truth on a 160x160 HR crop of the held-out astronaut, shown 2x."""
+    import numpy as np
+    from PIL import Image
+
+    from linearsr_edge.demo.evaluate import heldout_pairs
+    from linearsr_edge.imaging import bicubic_resize, from_model, to_model
+
+    name, hr, lr = heldout_pairs(scale)[0]
+    sr = pipe.upscale(lr, SampleOptions(tags=("portrait", "space"))).image
+    bic = from_model(bicubic_resize(to_model(lr), hr.shape[0], hr.shape[1]))
+    y, x, side = 60, 160, 160  # the face
+    tiles = [im[y : y + side, x : x + side] for im in (bic, sr, hr)]
+    gap = np.full((side, 4, 3), 255, np.uint8)
+    strip = np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1)
+    Image.fromarray(strip).resize((strip.shape[1] * 2, side * 2), Image.NEAREST).save(path)
+    print(f"wrote {path} ({name}: bicubic | LinearSR demo | ground truth)")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ module that calls `register_target`; nothing else changes.
 from __future__ import annotations
 
 import abc
-import difflib
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from linearsr_edge.errors import BackendUnavailableError, ConfigError
 from linearsr_edge.precision import Precision
+from linearsr_edge.registry import Registry, missing_modules
 from linearsr_edge.specs import ComponentSpec
 
 
@@ -55,36 +53,11 @@ class TargetInfo:
 
     @property
     def available(self) -> bool:
-        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+        return not missing_modules(self)
 
 
-_TARGETS: dict[str, TargetInfo] = {}
-
-
-def register_target(info: TargetInfo) -> None:
-    if info.name in _TARGETS:
-        raise ValueError(f"export target {info.name!r} is already registered")
-    _TARGETS[info.name] = info
-
-
-def target_names() -> list[str]:
-    return sorted(_TARGETS)
-
-
-def all_targets() -> list[TargetInfo]:
-    return [_TARGETS[n] for n in target_names()]
-
-
-def get_target(name: str) -> TargetInfo:
-    """The registered target ``name``; `ConfigError` with a "did you mean" for a near miss."""
-    if name not in _TARGETS:
-        near = difflib.get_close_matches(name, _TARGETS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"unknown export target {name!r}{hint} Registered targets: {', '.join(target_names())}")
-    info = _TARGETS[name]
-    if not info.available:
-        missing = [m for m in info.requires if importlib.util.find_spec(m) is None]
-        raise BackendUnavailableError(
-            f"target {name!r} needs {', '.join(missing)}: pip install 'linearsr-edge[{info.extra}]'"
-        )
-    return info
+TARGETS: Registry[TargetInfo] = Registry("export target")
+register_target = TARGETS.register
+target_names = TARGETS.names
+all_targets = TARGETS.entries
+get_target = TARGETS.get

@@ -8,8 +8,6 @@ calls the backend's `_run`. Backends register by name with the bundle formats th
 from __future__ import annotations
 
 import abc
-import difflib
-import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from linearsr_edge.errors import BackendUnavailableError, ConfigError, InputSpecError
+from linearsr_edge.errors import BackendUnavailableError, InputSpecError
+from linearsr_edge.registry import Registry, missing_modules
 from linearsr_edge.specs import ComponentSpec
 
 if TYPE_CHECKING:
@@ -73,36 +72,18 @@ class BackendInfo:
 
     @property
     def available(self) -> bool:
-        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+        return not missing_modules(self)
 
 
-_BACKENDS: dict[str, BackendInfo] = {}
-
-
-def register_backend(info: BackendInfo) -> None:
-    if info.name in _BACKENDS:
-        raise ValueError(f"runtime backend {info.name!r} is already registered")
-    _BACKENDS[info.name] = info
-
-
-def backend_names() -> list[str]:
-    return sorted(_BACKENDS)
-
-
-def get_backend(name: str) -> BackendInfo:
-    if name not in _BACKENDS:
-        near = difflib.get_close_matches(name, _BACKENDS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"unknown runtime backend {name!r}{hint} Registered backends: {', '.join(backend_names())}")
-    info = _BACKENDS[name]
-    if not info.available:
-        raise BackendUnavailableError(f"backend {name!r} is not installed: pip install 'linearsr-edge[{info.extra}]'")
-    return info
+BACKENDS: Registry[BackendInfo] = Registry("runtime backend")
+register_backend = BACKENDS.register
+backend_names = BACKENDS.names
+get_backend = BACKENDS.get
 
 
 def pick_backend(fmt: str) -> BackendInfo:
     """The best available backend for a bundle format (``auto``)."""
-    fits = [b for b in _BACKENDS.values() if fmt in b.formats]
+    fits = [b for b in BACKENDS.entries() if fmt in b.formats]
     usable = sorted((b for b in fits if b.available), key=lambda b: -b.priority)
     if not usable:
         extras = ", ".join(sorted({b.extra for b in fits})) or "?"
