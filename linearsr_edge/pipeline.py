@@ -41,6 +41,7 @@ class SampleOptions:
 
     steps: int | None = None
     start_sigma: float | None = None
+    shift: float | None = None
     solver: str = "euler"
     seed: int = 0
     tags: tuple[str, ...] = ()
@@ -70,7 +71,8 @@ class SRProcess:
     def plan(self, opts: SampleOptions) -> StepPlan:
         steps = self.cfg.default_steps if opts.steps is None else opts.steps
         start = self.cfg.start_sigma if opts.start_sigma is None else opts.start_sigma
-        return make_plan(self.cfg.bands, steps, self.cfg.flow_shift, start, opts.solver)
+        shift = self.cfg.flow_shift if opts.shift is None else opts.shift
+        return make_plan(self.cfg.bands, steps, shift, start, opts.solver)
 
     def cond(self, tags: Sequence[str]) -> np.ndarray:
         if self.tags is None:

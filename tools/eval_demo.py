@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from linearsr_edge.demo import DEMO_DIR, load_model_folder
@@ -22,6 +23,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, nargs="*", default=[None])
     ap.add_argument("--start-sigma", type=float, default=None)
     ap.add_argument("--solver", default="euler")
+    ap.add_argument("--shift", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tags", default="auto", help="'auto' uses each photo's tags, 'none' the null tag")
     ap.add_argument("--degraded", action="store_true", help="degraded LR (blur/noise/JPEG) instead of clean bicubic")
@@ -32,7 +34,9 @@ def main() -> int:
     pipe = folder.pipeline()
     tags = ("auto",) if args.tags == "auto" else ()
     for steps in args.steps:
-        opts = SampleOptions(steps=steps, start_sigma=args.start_sigma, solver=args.solver, seed=args.seed, tags=tags)
+        opts = SampleOptions(
+            steps=steps, start_sigma=args.start_sigma, shift=args.shift, solver=args.solver, seed=args.seed, tags=tags
+        )
         rows = evaluate(lambda lr, o: pipe.upscale(lr, o).image, folder.cfg.upscale, opts, args.degraded)
         plan = pipe.process.plan(opts)
         print(
@@ -47,7 +51,6 @@ def main() -> int:
 
 def write_figure(path: Path, pipe, scale: int) -> None:
     """bicubic | model | ground truth on a 160x160 HR crop of the held-out astronaut, shown 2x."""
-    import numpy as np
     from PIL import Image
 
     from linearsr_edge.demo.evaluate import heldout_pairs

@@ -39,15 +39,18 @@ from linearsr_edge.imaging import bicubic_resize, to_model
 from linearsr_edge.model.codec import PixelUnshuffleCodec
 from linearsr_edge.model.denoiser import Denoiser
 from linearsr_edge.model.experts import SNRExperts
-from linearsr_edge.schedule import sigma_from_log_snr
+from linearsr_edge.schedule import shift_sigmas, sigma_from_log_snr
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
 
 SCALE = 4
-# Default sampling: 4 Euler steps from sigma 0.5 (log-SNR 0, 1.02, 2.20, 3.89); the band
-# edges sit between them so the default run visits every expert once.
-BAND_EDGES = (0.5, 1.6, 3.0)
-START_SIGMA = 0.5
+# Default sampling: 4 Euler steps from pure noise with a small flow shift, so the first step
+# jumps from sigma 1 to 0.31 (a full estimate of the residual) and the rest refine it:
+# sigmas 1, 0.31, 0.13, 0.048 (log-SNR -inf, 1.6, 3.8, 6.0). The band edges sit between them, so
+# the default run visits every expert once.
+BAND_EDGES = (1.0, 3.0, 5.0)
+START_SIGMA = 1.0
 STEPS = 4
+FLOW_SHIFT = 0.15
 MAX_TAGS = 2  # tags per training sample (plus the null tag, always appended)
 
 
@@ -64,7 +67,7 @@ def model_config(residual_scale: float) -> ModelConfig:
         cond_dim=64,
         patch_size=1,
         bands=bands_from_edges(BAND_EDGES),
-        flow_shift=1.0,
+        flow_shift=FLOW_SHIFT,
         default_steps=STEPS,
         start_sigma=START_SIGMA,
         parameterization="residual",
@@ -107,10 +110,23 @@ class Trainer:
             self.x0 = (self.codec.encode(hr) - self.lr_lat) * cfg.residual_scale
         self.gen = torch.Generator().manual_seed(seed)
 
+    def sigmas(self, sigma_range: tuple[float, float]) -> torch.Tensor:
+        """Uniform in the range, plus the sampler's own sigmas where they fall in it: sigma = 1 exactly
+        (the first step) and the shifted schedule's low-noise region."""
+        lo, hi = sigma_range
+        u = torch.rand(self.batch, generator=self.gen)
+        sigma = lo + (hi - lo) * u
+        shifted = torch.from_numpy(shift_sigmas(u.numpy(), FLOW_SHIFT)).float()
+        pick = torch.rand(self.batch, generator=self.gen)
+        in_range = (shifted >= lo) & (shifted <= hi)
+        sigma = torch.where((pick < 0.4) & in_range, shifted, sigma)
+        if hi >= 1.0:
+            sigma = torch.where(pick > 0.8, torch.ones_like(sigma), sigma)
+        return sigma
+
     def batch_at(self, sigma_range: tuple[float, float]):
         idx = torch.randint(len(self.x0), (self.batch,), generator=self.gen)
-        lo, hi = sigma_range
-        sigma = lo + (hi - lo) * torch.rand(self.batch, generator=self.gen)
+        sigma = self.sigmas(sigma_range)
         noise = torch.randn(self.x0[idx].shape, generator=self.gen)
         x0 = self.x0[idx]
         s = sigma[:, None, None, None]

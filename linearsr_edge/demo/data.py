@@ -72,12 +72,12 @@ class Degradation:
     """Real-world-style 4x degradation: optional blur, bicubic downscale, optional noise and JPEG."""
 
     scale: int = 4
-    blur_prob: float = 0.3
-    blur_radius: tuple[float, float] = (0.3, 1.0)
-    noise_prob: float = 0.3
-    noise_sigma: tuple[float, float] = (0.5, 3.0)  # in 8-bit levels
-    jpeg_prob: float = 0.3
-    jpeg_quality: tuple[int, int] = (70, 95)
+    blur_prob: float = 0.15
+    blur_radius: tuple[float, float] = (0.3, 0.8)
+    noise_prob: float = 0.15
+    noise_sigma: tuple[float, float] = (0.5, 2.0)  # in 8-bit levels
+    jpeg_prob: float = 0.15
+    jpeg_quality: tuple[int, int] = (75, 95)
 
     def __call__(self, hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``uint8 [H, W, 3]`` (H, W multiples of scale) -> LR ``uint8 [H/s, W/s, 3]``."""
