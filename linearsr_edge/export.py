@@ -124,8 +124,20 @@ def component_parity(module, spec: ComponentSpec, session) -> list[ParityRow]:
     return rows
 
 
+def fit_to_profile(image: np.ndarray, runtime: SRRuntime) -> np.ndarray:
+    """Centre-crop an image so that its output fits the bundle's largest profile size."""
+    dims = runtime.bundle.spec("encoder").dims
+    s = runtime.cfg.upscale
+    max_h, max_w = dims["img_height"].max // s, dims["img_width"].max // s
+    h, w = image.shape[:2]
+    if h <= max_h and w <= max_w:
+        return image
+    y, x = max(0, (h - max_h) // 2), max(0, (w - max_w) // 2)
+    return np.ascontiguousarray(image[y : y + min(h, max_h), x : x + min(w, max_w)])
+
+
 def end_to_end_parity(folder: ModelFolder, runtime: SRRuntime, image_path: Path, limit: float) -> ParityRow:
-    image = read_image(image_path)
+    image = fit_to_profile(read_image(image_path), runtime)
     opts = SampleOptions(seed=0)
     ref = folder.pipeline().upscale(image, opts).image
     got = runtime.upscale(image, opts).image
@@ -164,8 +176,9 @@ def quality_gates(
         )
     pipe = folder.pipeline()
     opts = SampleOptions(seed=0)
-    refs = [pipe.upscale(img, opts).image for img in calib.heldout_images]
-    tests = [runtime.upscale(img, opts).image for img in calib.heldout_images]
+    images = [fit_to_profile(img, runtime) for img in calib.heldout_images]
+    refs = [pipe.upscale(img, opts).image for img in images]
+    tests = [runtime.upscale(img, opts).image for img in images]
     rows.append(pipeline_gate(refs, tests, thresholds.e2e_psnr_db))
     return rows
 

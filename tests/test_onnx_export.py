@@ -333,3 +333,32 @@ def test_backend_contract(exported, backend):
         got = out[spec.output_names[0]]
         assert got.dtype == np.float32 and got.shape == ref.shape
         assert np.abs(got - ref).max() <= BACKEND_CONTRACT[backend]
+
+
+def test_parity_images_are_cropped_to_the_profile(exported):
+    from linearsr_edge.export import fit_to_profile
+
+    rt = SRRuntime.load(exported[0].path)
+    img = np.zeros((100, 30, 3), np.uint8)
+    assert fit_to_profile(img, rt).shape == (64, 30, 3)  # max output 128 / upscale 2
+    small = np.zeros((10, 12, 3), np.uint8)
+    assert fit_to_profile(small, rt) is small
+
+
+def test_external_data_past_the_protobuf_limit(tmp_path, monkeypatch, exported):
+    """The 2 GB switch, exercised on a small model by lowering the limit (the paper-scale run is in
+    benchmarks/scale_onnx.py)."""
+    import linearsr_edge.exporters.onnx as onnx_export
+    from linearsr_edge.runtimes.onnxruntime import ORTSession
+
+    bundle, _, model, _ = exported
+    folder = load_model_folder(model)
+    monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT", (64 << 20) + 1000)
+    spec = bundle.spec("expert_0")
+    files = ONNXExporter().export(component_module(folder, "expert_0"), spec, tmp_path)
+    assert [f.name for f in files] == ["expert_0.onnx", "expert_0.onnx.data"]
+    assert files[1].stat().st_size > 100_000  # the weights moved out of the protobuf
+    feeds = spec.dummy_inputs("opt", batch=2)
+    with torch.no_grad():
+        ref = component_module(folder, "expert_0")(*(torch.from_numpy(feeds[n]) for n in spec.input_names)).numpy()
+    assert np.abs(ORTSession(files[0], spec).run(feeds)["velocity"] - ref).max() <= 1e-4

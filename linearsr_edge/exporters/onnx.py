@@ -146,11 +146,31 @@ def simplify(model):
         return model
 
 
+def weight_bytes(model) -> int:
+    """Bytes held by the initializers (``ByteSize()`` itself fails on protos over 2 GB)."""
+    import numpy as np
+    from onnx import helper
+
+    total = 0
+    for t in model.graph.initializer:
+        if t.raw_data:
+            total += len(t.raw_data)
+        else:
+            n = int(np.prod(t.dims)) if t.dims else 1
+            total += n * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    return total
+
+
+def is_large(model) -> bool:
+    """Past the protobuf limit, with a 64 MiB margin for the graph itself."""
+    return weight_bytes(model) >= PROTOBUF_LIMIT - (64 << 20)
+
+
 def save_onnx(model, path: Path) -> list[Path]:
     """Save, with external data once the model passes the 2 GB protobuf limit."""
     import onnx
 
-    if model.ByteSize() < PROTOBUF_LIMIT:
+    if not is_large(model):
         onnx.save(model, str(path))
         return [path]
     data = path.with_name(path.name + ".data")
@@ -219,8 +239,7 @@ class ONNXExporter(Exporter):
                 ", ..." if len(raised) > 3 else "",
             )
         model = torch_export_onnx(guarded, spec)
-        large = model.ByteSize() >= PROTOBUF_LIMIT
-        if not large:
+        if not is_large(model):
             model = simplify(model)
         fixed = normalize_transposes(model)
         if fixed:
