@@ -6,6 +6,7 @@ records the source); the bundle's own artifacts are not used.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,25 +34,26 @@ class TorchSession(Session):
         return {n: o.numpy() for n, o in zip(self.spec.output_names, outs, strict=True)}
 
 
-_SOURCES: dict[str, object] = {}  # source key -> loaded ModelFolder, shared by a bundle's components
+@functools.lru_cache(maxsize=4)
+def _load_source(kind: str, path: str | None):
+    """The model a bundle was exported from, loaded once and shared by the bundle's components."""
+    from linearsr_edge.demo import load_demo, load_model_folder
+
+    if kind == "demo":
+        return load_demo()
+    if kind == "folder" and path:
+        return load_model_folder(path)
+    raise BundleError("the torch backend needs the source model, which the bundle's manifest does not name")
 
 
 def _from_bundle(bundle: Bundle, component: str, options: SessionOptions) -> Session:
     from linearsr_edge.components import component_module
-    from linearsr_edge.demo import load_demo, load_model_folder
 
-    source = bundle.manifest.get("source", {})
-    key = source.get("path") or source.get("kind", "")
-    if key not in _SOURCES:
-        if source.get("kind") == "demo":
-            _SOURCES[key] = load_demo()
-        elif source.get("kind") == "folder" and source.get("path"):
-            _SOURCES[key] = load_model_folder(source["path"])
-        else:
-            raise BundleError(f"{bundle.path}: the torch backend needs the source model, which the manifest lacks")
+    source = bundle.manifest.get("source") or {}
+    folder = _load_source(source.get("kind", ""), source.get("path"))
     if options.threads:
         torch.set_num_threads(options.threads)
-    return TorchSession(component_module(_SOURCES[key], component), bundle.spec(component))
+    return TorchSession(component_module(folder, component), bundle.spec(component))
 
 
 register_backend(
