@@ -38,22 +38,11 @@ TRAIN_PHOTOS: dict[str, tuple[str, ...]] = {
 }
 HELDOUT_PHOTOS: dict[str, tuple[str, ...]] = {
     "astronaut.png": ("portrait", "space"),
-    "coffee.png": ("food", "indoor"),
-    "chelsea.png": ("animal", "indoor"),
+    "coffee.png": ("indoor",),
+    "chelsea.png": ("indoor",),
 }
-TAG_NAMES = (
-    "portrait",
-    "animal",
-    "food",
-    "vehicle",
-    "space",
-    "microscopy",
-    "medical",
-    "texture",
-    "document",
-    "outdoor",
-    "indoor",
-)
+# Only tags that some training photo carries: an embedding never trained is noise, not a condition.
+TAG_NAMES = ("portrait", "vehicle", "space", "microscopy", "medical", "texture", "document", "outdoor", "indoor")
 
 
 def skimage_data_dir() -> Path:
