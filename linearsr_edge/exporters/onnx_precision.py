@@ -90,6 +90,11 @@ class Int8Policy:
     weight_type: str = "int8"
     method: str = "minmax"  # minmax | entropy | percentile
     keep_islands_fp32: bool = True  # activation x activation MatMuls and reductions stay FP32
+    # True: ORT's standard QDQ graph, whose quantized ops re-quantize their outputs so that ORT
+    # fuses integer kernels (fast); the Add/Mul behind them then read those re-quantized values.
+    # False: quantized ops' outputs and every other consumer stay FP32 (about +4 dB SQNR here, but
+    # ORT's CPU EP runs it no faster than FP32). See benchmarks/RESULTS.md.
+    fuse_outputs: bool = True
     exclude_nodes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -142,10 +147,7 @@ def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]], 
         extra_options={
             "ActivationSymmetric": policy.activation_type == "int8",
             "WeightSymmetric": True,
-            # The quantized ops' outputs stay FP32: otherwise the Mul/Add behind them (modulation,
-            # gates, residuals) would read fake-quantized values, the ~20 % error measured here.
-            "OpTypesToExcludeOutputQuantization": list(policy.op_types),
-            "DedicatedQDQPair": True,
+            **({} if policy.fuse_outputs else {"OpTypesToExcludeOutputQuantization": list(policy.op_types)}),
         },
     )
 
@@ -199,7 +201,8 @@ class ONNXInt8Exporter(ONNXExporter):
             import onnx
 
             model = onnx.load(str(qdq))
-        restrict_dequantized_consumers(model, self.policy.op_types)
+        if not self.policy.fuse_outputs:
+            restrict_dequantized_consumers(model, self.policy.op_types)
         return save_onnx(model, folder / f"{spec.name}{self.suffix}")
 
 
