@@ -3,7 +3,7 @@
 (what generic tools do). End-to-end PSNR of each INT8 pipeline against the FP32 pipeline on the
 held-out photos (never used for calibration), and per-expert SQNR, in one table.
 
-    python benchmarks/calibration_ablation.py [--samples 16] [--seeds 0 1 2]
+    python -m benchmarks.calibration_ablation [--samples 16] [--seeds 0 1 2]
 """
 
 from __future__ import annotations

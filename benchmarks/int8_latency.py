@@ -5,7 +5,7 @@ MatMul/Gemm/Conv) against ONNX Runtime FP32, same model, same resolution, measur
 Both models are calibrated on real band data recorded from the demo pipeline (expert 1's band),
 at a 64x64 latent (4096 tokens). Prints ratios; never a timed unit test.
 
-    python benchmarks/int8_latency.py [--latent 64] [--threads 2] [--repeats 30]
+    python -m benchmarks.int8_latency [--latent 64] [--threads 2] [--repeats 30]
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from benchmarks.onnx_vs_torch import median_ms
+from benchmarks.onnx_vs_torch import WIDE, median_ms
 from linearsr_edge.calibration import CalibrationOptions, collect
-from linearsr_edge.config import ModelConfig, bands_from_edges
 from linearsr_edge.demo import load_demo, sample_images
 from linearsr_edge.exporters.onnx import ONNXExporter
 from linearsr_edge.exporters.onnx_precision import Int8Policy, ONNXInt8Exporter
@@ -79,21 +78,10 @@ def main() -> int:
         args.repeats,
     )
     torch.manual_seed(0)
-    wide = ModelConfig(
-        latent_channels=48,
-        hidden_size=256,
-        depth=4,
-        num_heads=8,
-        head_dim=32,
-        cross_attn_heads=8,
-        cross_attn_head_dim=32,
-        cond_dim=64,
-        bands=bands_from_edges(()),
-    )
     run(
         "random (width 256, depth 4)",
-        Denoiser(wide).eval(),
-        wide,
+        Denoiser(WIDE).eval(),
+        WIDE,
         feeds_calib,
         feeds_test,
         args.latent,

@@ -3,7 +3,7 @@
 external data and runs one NFE in ONNX Runtime at a 32x32 latent. Each phase runs in its own
 process so that its peak RSS is its own.
 
-    python benchmarks/scale_onnx.py [--workdir DIR]
+    python -m benchmarks.scale_onnx [--workdir DIR]
 """
 
 from __future__ import annotations
