@@ -18,7 +18,7 @@ from linearsr_edge.components import component_module
 from linearsr_edge.demo import ModelFolder, load_demo, load_model_folder, sample_images
 from linearsr_edge.errors import ConfigError, QualityGateError
 from linearsr_edge.exporters import get_target
-from linearsr_edge.exporters.onnx_precision import Int8Policy, ONNXInt8Exporter
+from linearsr_edge.exporters.onnx_precision import Int8Policy
 from linearsr_edge.imaging import read_image
 from linearsr_edge.parity import ParityRow, format_report, psnr
 from linearsr_edge.pipeline import SampleOptions
@@ -124,20 +124,8 @@ def component_parity(module, spec: ComponentSpec, session) -> list[ParityRow]:
     return rows
 
 
-def fit_to_profile(image: np.ndarray, runtime: SRRuntime) -> np.ndarray:
-    """Centre-crop an image so that its output fits the bundle's largest profile size."""
-    dims = runtime.bundle.spec("encoder").dims
-    s = runtime.cfg.upscale
-    max_h, max_w = dims["img_height"].max // s, dims["img_width"].max // s
-    h, w = image.shape[:2]
-    if h <= max_h and w <= max_w:
-        return image
-    y, x = max(0, (h - max_h) // 2), max(0, (w - max_w) // 2)
-    return np.ascontiguousarray(image[y : y + min(h, max_h), x : x + min(w, max_w)])
-
-
 def end_to_end_parity(folder: ModelFolder, runtime: SRRuntime, image_path: Path, limit: float) -> ParityRow:
-    image = fit_to_profile(read_image(image_path), runtime)
+    image = runtime.crop_to_profile(read_image(image_path))
     opts = SampleOptions(seed=0)
     ref = folder.pipeline().upscale(image, opts).image
     got = runtime.upscale(image, opts).image
@@ -176,7 +164,7 @@ def quality_gates(
         )
     pipe = folder.pipeline()
     opts = SampleOptions(seed=0)
-    images = [fit_to_profile(img, runtime) for img in calib.heldout_images]
+    images = [runtime.crop_to_profile(img) for img in calib.heldout_images]
     refs = [pipe.upscale(img, opts).image for img in images]
     tests = [runtime.upscale(img, opts).image for img in images]
     rows.append(pipeline_gate(refs, tests, thresholds.e2e_psnr_db))
@@ -197,13 +185,16 @@ def half_precision_probe(folder: ModelFolder, spec: ComponentSpec) -> dict:
     feeds = spec.dummy_inputs("max", batch=1, seed=3)
     largest = {"value": 0.0, "module": ""}
 
-    def hook(mod, _inp, out, name=None):
-        if isinstance(out, torch.Tensor) and out.numel():
-            v = float(out.detach().abs().float().max())
-            if not v < largest["value"]:
-                largest.update(value=v, module=name)
+    def hook_for(name: str):
+        def hook(_mod, _inp, out):
+            if isinstance(out, torch.Tensor) and out.numel():
+                v = float(out.detach().abs().float().max())
+                if not v < largest["value"]:  # NaN counts as the largest
+                    largest.update(value=v, module=name)
 
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: hook(mod, i, o, n)) for n, m in half.named_modules() if n]
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in half.named_modules() if n]
     with torch.inference_mode():
         out16 = half(*(torch.from_numpy(feeds[n]).half() for n in spec.input_names)).float()
         out32 = module(*(torch.from_numpy(feeds[n]) for n in spec.input_names))
@@ -238,7 +229,7 @@ def export_bundle(opts: ExportOptions) -> tuple[Bundle, list]:
     folder, source = load_source(opts.checkpoint)
     specs = component_specs(folder, opts.profile)
     tags = resolve_tags(folder, opts)
-    exporter = ONNXInt8Exporter(opts.int8_policy) if target.name == "onnx-int8" else target.factory()
+    exporter = target.factory.from_options(opts)
     backend = pick_backend(target.format)
     quantized = target.precision != Precision.FP32
     calib = None
@@ -246,7 +237,14 @@ def export_bundle(opts: ExportOptions) -> tuple[Bundle, list]:
         calib = collect(
             folder.pipeline().process,
             calibration_images(opts),
-            CalibrationOptions(**{**opts.calibration.__dict__, "progress": opts.progress}),
+            CalibrationOptions(
+                **{
+                    **opts.calibration.__dict__,
+                    "progress": opts.progress,
+                    # FP16 needs only the held-out data for its gates
+                    **({} if exporter.needs_calibration else {"samples_per_expert": 0}),
+                }
+            ),
         )
     with BundleWriter(opts.out, overwrite=opts.overwrite) as writer:
         components = {}
@@ -276,15 +274,18 @@ def export_bundle(opts: ExportOptions) -> tuple[Bundle, list]:
                 "calibration": calib.summary() if calib is not None and exporter.needs_calibration else None,
             }
         )
-        if target.name == "onnx-int8":
-            writer.manifest["int8_policy"] = {**opts.int8_policy.__dict__}
+        writer.manifest.update(exporter.manifest_entries())
         staged = Bundle(writer.tmp, {**writer.manifest, "files": {}})
         runtime = SRRuntime(
             staged, {s.name: backend.factory(staged, s.name, SessionOptions()) for s in specs}, backend.name
         )
         if quantized:
             if target.precision == Precision.FP16:
-                writer.manifest["precision_probe"] = half_precision_probe(folder, specs[0])
+                probes = [half_precision_probe(folder, s) for s in specs if s.kind == "expert"]
+                writer.manifest["precision_probe"] = max(probes, key=lambda p: p["largest_intermediate"])
+                writer.manifest["precision_probe"]["rel_err_vs_fp32_per_expert"] = [
+                    p["rel_err_vs_fp32"] for p in probes
+                ]
             thresholds = opts.thresholds or QualityThresholds.default(target.precision)
             rows = quality_gates(folder, runtime, calib, thresholds, opts.progress)
             writer.manifest["quality"] = {

@@ -336,13 +336,12 @@ def test_backend_contract(exported, backend):
 
 
 def test_parity_images_are_cropped_to_the_profile(exported):
-    from linearsr_edge.export import fit_to_profile
-
     rt = SRRuntime.load(exported[0].path)
+    assert rt.input_limits() == ((8, 64), (8, 64))  # outputs 16..128, upscale 2
     img = np.zeros((100, 30, 3), np.uint8)
-    assert fit_to_profile(img, rt).shape == (64, 30, 3)  # max output 128 / upscale 2
+    assert rt.crop_to_profile(img).shape == (64, 30, 3)
     small = np.zeros((10, 12, 3), np.uint8)
-    assert fit_to_profile(small, rt) is small
+    assert rt.crop_to_profile(small) is small
 
 
 def test_external_data_past_the_protobuf_limit(tmp_path, monkeypatch, exported):

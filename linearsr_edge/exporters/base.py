@@ -8,9 +8,10 @@ module that calls `register_target`; nothing else changes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,15 @@ class Exporter(abc.ABC):
     format: str
     suffix: str
     needs_calibration: bool = False  # True: experts need their own band's inputs
+
+    @classmethod
+    def from_options(cls, options: Any) -> Exporter:
+        """Build from the `ExportOptions` of a run; exporters with options of their own override this."""
+        return cls()
+
+    def manifest_entries(self) -> dict[str, Any]:
+        """Settings to record in the bundle manifest (e.g. the INT8 policy)."""
+        return {}
 
     @abc.abstractmethod
     def export(
@@ -49,7 +59,7 @@ class TargetInfo:
     requires: tuple[str, ...]  # importable module names
     extra: str  # pip extra that installs them
     description: str
-    factory: Callable[[], Exporter]
+    factory: type[Exporter]
 
     @property
     def available(self) -> bool:

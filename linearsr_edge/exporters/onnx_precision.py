@@ -183,6 +183,13 @@ class ONNXInt8Exporter(ONNXExporter):
     def __init__(self, policy: Int8Policy | None = None) -> None:
         self.policy = policy or Int8Policy()
 
+    @classmethod
+    def from_options(cls, options) -> ONNXInt8Exporter:
+        return cls(options.int8_policy)
+
+    def manifest_entries(self) -> dict:
+        return {"int8_policy": dict(self.policy.__dict__)}
+
     def export(
         self,
         module: torch.nn.Module,

@@ -46,21 +46,31 @@ class SRRuntime:
     def _expert(self, k: int, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.sessions[f"expert_{k}"].run(feeds)["velocity"]
 
+    def input_limits(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((min H, max H), (min W, max W)) of an input image whose output fits the exported profile."""
+        dims, s = self.bundle.spec("encoder").dims, self.cfg.upscale
+        (h_lo, h_hi), (w_lo, w_hi) = ((-(-dims[a].min // s), dims[a].max // s) for a in ("img_height", "img_width"))
+        return (h_lo, h_hi), (w_lo, w_hi)
+
     def check_size(self, height: int, width: int) -> None:
         """Refuse, before any work, an image whose output falls outside the exported profile."""
-        spec = self.bundle.spec("encoder")
-        mult = spec.dims["img_height"].multiple
-        out_h = -(-height * self.cfg.upscale // mult) * mult
-        out_w = -(-width * self.cfg.upscale // mult) * mult
-        for axis, size in (("img_height", out_h), ("img_width", out_w)):
-            rng = spec.dims[axis]
-            if not rng.min <= size <= rng.max:
-                s = self.cfg.upscale
-                raise InputSpecError(
-                    f"a {width}x{height} input gives a {out_w}x{out_h} output (padded), outside the bundle's profile: "
-                    f"output sides must lie in [{rng.min}, {rng.max}], i.e. input sides in "
-                    f"[{-(-rng.min // s)}, {rng.max // s}]; re-export with --max-resolution or tile the image"
-                )
+        (h_lo, h_hi), (w_lo, w_hi) = self.input_limits()
+        if not (h_lo <= height <= h_hi and w_lo <= width <= w_hi):
+            s = self.cfg.upscale
+            raise InputSpecError(
+                f"a {width}x{height} input gives a {width * s}x{height * s} output, outside the bundle's profile: "
+                f"i.e. input sides in [{h_lo}, {h_hi}] (height) and [{w_lo}, {w_hi}] (width); "
+                "re-export with --max-resolution / --min-resolution or tile the image"
+            )
+
+    def crop_to_profile(self, image: np.ndarray) -> np.ndarray:
+        """Centre-crop an image so that its output fits the largest profile size."""
+        (_, max_h), (_, max_w) = self.input_limits()
+        h, w = image.shape[:2]
+        if h <= max_h and w <= max_w:
+            return image
+        y, x = max(0, (h - max_h) // 2), max(0, (w - max_w) // 2)
+        return np.ascontiguousarray(image[y : y + min(h, max_h), x : x + min(w, max_w)])
 
     def upscale(self, image: np.ndarray, opts: SampleOptions | None = None, **kwargs) -> UpscaleResult:
         """``uint8 [H, W, 3]`` -> `UpscaleResult` (same contract as `SRPipeline.upscale`)."""
