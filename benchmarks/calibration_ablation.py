@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from linearsr_edge.build import ExportOptions, build_bundle
 from linearsr_edge.calibration import CalibrationOptions, QualityThresholds
 from linearsr_edge.demo import load_demo
 from linearsr_edge.demo.evaluate import heldout_pairs
-from linearsr_edge.export import ExportOptions, export_bundle
 from linearsr_edge.parity import psnr
-from linearsr_edge.pipeline import SampleOptions
+from linearsr_edge.process import SampleOptions
 from linearsr_edge.runtimes import SRRuntime
 
 
@@ -31,7 +31,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(2)
     demo = load_demo()
-    pipe = demo.pipeline()
+    pipe = demo.reference()
     photos = [(name, lr) for name, _, lr in heldout_pairs(demo.cfg.upscale)]
     opts = SampleOptions(seed=0)
     refs = {name: pipe.upscale(lr, opts).image for name, lr in photos}
@@ -44,7 +44,7 @@ def main() -> int:
                 calib = CalibrationOptions(
                     samples_per_expert=args.samples, seed=seed, pooled=mode == "pooled", progress=False
                 )
-                bundle, rows = export_bundle(
+                bundle, rows = build_bundle(
                     ExportOptions(
                         target="onnx-int8",
                         out=Path(tmp) / "b",

@@ -22,11 +22,12 @@ from benchmarks.onnx_vs_torch import WIDE, median_ms
 from linearsr_edge.calibration import CalibrationOptions, collect
 from linearsr_edge.demo import load_demo, sample_images
 from linearsr_edge.exporters.onnx import ONNXExporter
-from linearsr_edge.exporters.onnx_precision import Int8Policy, ONNXInt8Exporter
+from linearsr_edge.exporters.onnx_options import OnnxInt8Options
+from linearsr_edge.exporters.onnx_precision import ONNXInt8Exporter
 from linearsr_edge.imaging import read_image
 from linearsr_edge.model.denoiser import Denoiser
 from linearsr_edge.parity import sqnr
-from linearsr_edge.runtimes import SessionOptions
+from linearsr_edge.runtimes import OrtOptions
 from linearsr_edge.runtimes.onnxruntime import ORTSession
 from linearsr_edge.specs import Profile, expert_spec
 
@@ -35,10 +36,12 @@ def run(name, module, cfg, feeds_calib, feeds_test, latent, threads, repeats):
     side = latent * 4
     spec = expert_spec(cfg, 0, Profile(min_hw=(64, 64), opt_hw=(side, side), max_hw=(1024, 1024)), 4)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = ORTSession(ONNXExporter().export(module, spec, Path(tmp))[0], spec, SessionOptions(threads))
+        fp32 = ORTSession(ONNXExporter().export(module, spec, Path(tmp))[0], spec, OrtOptions(threads))
         (Path(tmp) / "q").mkdir()
-        int8_path = ONNXInt8Exporter(Int8Policy()).export(module, spec, Path(tmp) / "q", calibration=feeds_calib)[0]
-        int8 = ORTSession(int8_path, spec, SessionOptions(threads))
+        int8_path = ONNXInt8Exporter(OnnxInt8Options()).export(module, spec, Path(tmp) / "q", calibration=feeds_calib)[
+            0
+        ]
+        int8 = ORTSession(int8_path, spec, OrtOptions(threads))
         t32 = median_ms(lambda: fp32.run(feeds_test), repeats)
         t8 = median_ms(lambda: int8.run(feeds_test), repeats)
         err = sqnr(fp32.run(feeds_test)["velocity"], int8.run(feeds_test)["velocity"])
@@ -59,7 +62,7 @@ def main() -> int:
     demo = load_demo()
     images = [read_image(p) for p in sample_images()]
     calib = collect(
-        demo.pipeline().process,
+        demo.reference().process,
         images,
         CalibrationOptions(samples_per_expert=16, crop=args.latent, heldout_images=1, progress=False),
     )

@@ -24,7 +24,7 @@ from linearsr_edge.config import ModelConfig, bands_from_edges
 from linearsr_edge.demo import load_demo
 from linearsr_edge.exporters.onnx import ONNXExporter
 from linearsr_edge.model.denoiser import Denoiser
-from linearsr_edge.runtimes import SessionOptions
+from linearsr_edge.runtimes import OrtOptions
 from linearsr_edge.runtimes.onnxruntime import ORTSession
 from linearsr_edge.specs import Profile, expert_spec
 
@@ -60,7 +60,7 @@ def compare(name: str, module: torch.nn.Module, cfg: ModelConfig, latent: int, t
     feeds = spec.dummy_inputs("opt", batch=1, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         path = ONNXExporter().export(module, spec, Path(tmp))[0]
-        sess = ORTSession(path, spec, SessionOptions(threads=threads))
+        sess = ORTSession(path, spec, OrtOptions(threads=threads))
         args = [torch.from_numpy(feeds[n]) for n in spec.input_names]
 
         def eager():
@@ -78,14 +78,14 @@ def compare(name: str, module: torch.nn.Module, cfg: ModelConfig, latent: int, t
 
 
 def overhead(threads: int, repeats: int) -> None:
-    from linearsr_edge.export import ExportOptions, export_bundle
+    from linearsr_edge.build import ExportOptions, build_bundle
     from linearsr_edge.runtimes import SRRuntime
 
     with tempfile.TemporaryDirectory() as tmp:
-        bundle, _ = export_bundle(
+        bundle, _ = build_bundle(
             ExportOptions(target="onnx-fp32", out=Path(tmp) / "b", progress=False, profile=Profile(opt_hw=(256, 256)))
         )
-        rt = SRRuntime.load(bundle.path, backend="onnxruntime", options=SessionOptions(threads=threads))
+        rt = SRRuntime.load(bundle.path, backend="onnxruntime", options=OrtOptions(threads=threads))
         image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
         rt.upscale(image)
         totals, sessions = [], []

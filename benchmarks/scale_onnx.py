@@ -55,12 +55,12 @@ def phase_export(folder: Path) -> dict:
 
 
 def phase_run(folder: Path) -> dict:
-    from linearsr_edge.runtimes import SessionOptions
+    from linearsr_edge.runtimes import OrtOptions
     from linearsr_edge.runtimes.onnxruntime import ORTSession
 
     spec = expert_spec(CFG, 0, PROFILE, 1)
     t0 = time.perf_counter()
-    sess = ORTSession(folder / "expert_0.onnx", spec, SessionOptions(threads=2))
+    sess = ORTSession(folder / "expert_0.onnx", spec, OrtOptions(threads=2))
     load = time.perf_counter() - t0
     feeds = spec.dummy_inputs("opt", batch=1)
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ import numpy as np
 
 from linearsr_edge.config import ModelConfig
 from linearsr_edge.errors import BundleError, ConfigError
-from linearsr_edge.fileio import atomic_write_text
+from linearsr_edge.fileio import atomic_write_text, current_umask
 from linearsr_edge.specs import ComponentSpec, Profile
 from linearsr_edge.tags import TagVocabulary
 
@@ -35,15 +35,6 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 TAGS_FILE = "cond/tags.npy"
 _TMP_PREFIX = ".linearsr-tmp-"
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("linearsr-edge")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -89,6 +80,16 @@ class Bundle:
 
     def file(self, component: str) -> Path:
         return self.path / self._component(component)["file"]
+
+    def component_bytes(self, component: str) -> int:
+        """Bytes on disk of a component's files (its session's size, for residency budgets)."""
+        entry = self._component(component)
+        return sum((self.path / f).stat().st_size for f in entry.get("files", [entry["file"]]))
+
+    @property
+    def verification(self) -> dict[str, Any]:
+        """``{"verified": bool, "reason" | "backend": ...}``; bundles from before the field count as verified."""
+        return self.manifest.get("verification") or {"verified": True}
 
     def _component(self, component: str) -> dict[str, Any]:
         comps = self.manifest["components"]
@@ -180,9 +181,7 @@ class BundleWriter:
         if self.out.exists():
             old = self.out.with_name(f"{_TMP_PREFIX}{os.getpid()}-old-{self.out.name}")
             os.rename(self.out, old)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self.tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a bundle is as readable as any folder
+        os.chmod(self.tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a bundle is as readable as any folder
         os.rename(self.tmp, self.out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

@@ -7,6 +7,7 @@ from torch import nn
 
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.model.codec import LatentCodec
+from linearsr_edge.model.experts import SNRExperts
 
 
 class EncoderModule(nn.Module):
@@ -27,12 +28,17 @@ class DecoderModule(nn.Module):
         return self.codec.decode(latent)
 
 
-def component_module(folder, name: str) -> nn.Module:
-    """``expert_K`` / ``encoder`` / ``decoder`` of a loaded `ModelFolder`."""
+def component_module_of(experts: SNRExperts, codec: LatentCodec, name: str) -> nn.Module:
+    """``expert_K`` / ``encoder`` / ``decoder`` as a module taking the spec's inputs in order."""
     if name == "encoder":
-        return EncoderModule(folder.codec).eval()
+        return EncoderModule(codec).eval()
     if name == "decoder":
-        return DecoderModule(folder.codec).eval()
-    if name.startswith("expert_") and name[7:].isdigit() and int(name[7:]) < folder.cfg.num_experts:
-        return folder.experts[int(name[7:])].eval()
+        return DecoderModule(codec).eval()
+    if name.startswith("expert_") and name[7:].isdigit() and int(name[7:]) < experts.cfg.num_experts:
+        return experts[int(name[7:])].eval()
     raise ConfigError(f"unknown component {name!r}")
+
+
+def component_module(folder, name: str) -> nn.Module:
+    """A component of a loaded `ModelFolder`."""
+    return component_module_of(folder.experts, folder.codec, name)

@@ -37,3 +37,7 @@ class QualityGateError(LinearSRError):
 
 class CalibrationError(LinearSRError, ValueError):
     """Calibration data is missing, unreadable or too thin for a band."""
+
+
+class ExportError(LinearSRError):
+    """An export produced an unusable or wrong artifact."""

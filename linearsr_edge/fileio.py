@@ -1,10 +1,20 @@
-"""Atomic file writes: write to a temporary sibling, fsync, then rename over the target."""
+"""Atomic file writes: write to a temporary sibling, fsync, then rename over the target.
+
+Files end with the permissions a plain ``open()`` would give (``0o666`` less the umask), not the
+``0o600`` of `tempfile.mkstemp`: a bundle exported by one user must load for the service user.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -14,6 +24,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

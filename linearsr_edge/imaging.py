@@ -35,17 +35,24 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
         with Image.open(path) as img:
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageError(
-                    f"{path} is {img.width}x{img.height} = {img.width * img.height / 1e6:.1f} MP, "
-                    f"above the input limit of {max_pixels / 1e6:.1f} MP"
+                    f"{path} is {img.width}x{img.height} = {megapixels(img.width * img.height)}, above the input "
+                    f"limit of {megapixels(max_pixels)} (raise --max-pixels to allow it)"
                 )
             img.load()
             return _to_rgb8(img)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise ImageError(f"{path} is corrupt or truncated: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{path} is too large to read safely: {exc}") from None
+
+
+def megapixels(pixels: int) -> str:
+    """``"0.262 MP"``: three significant digits, so a value and a limit never print alike when they differ."""
+    return f"{pixels / 1e6:.3g} MP"
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
@@ -83,8 +90,8 @@ def check_output_size(height: int, width: int, factor: int, max_pixels: int = DE
     out = height * factor * width * factor
     if out > max_pixels:
         raise ImageError(
-            f"output would be {width * factor}x{height * factor} = {out / 1e6:.1f} MP, above the limit of "
-            f"{max_pixels / 1e6:.1f} MP; crop the input or raise the limit (--max-pixels)"
+            f"output would be {width * factor}x{height * factor} = {megapixels(out)}, above the limit of "
+            f"{megapixels(max_pixels)}; crop the input or raise the limit (--max-pixels)"
         )
 
 

@@ -1,11 +1,20 @@
-"""Parity reports: every output's max abs error and PSNR against the PyTorch reference."""
+"""Check reports: one row type for FP32 parity and FP16/INT8 quality gates alike.
+
+Every row is one number against one limit: a component's max abs error (must stay at or below),
+an expert's SQNR or the pipeline's PSNR in dB (must reach at least).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+from linearsr_edge.errors import QualityGateError
+
+METRICS = {"max_abs": "max abs err", "sqnr_db": "SQNR dB", "psnr_db": "PSNR dB"}
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float | None = None) -> float:
@@ -25,26 +34,77 @@ def sqnr(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class ParityRow:
-    component: str
-    case: str  # which inputs: "opt b2", "min b1", "end-to-end <image>"
-    max_abs: float
-    psnr_db: float
-    limit: str  # the check it is held to
-    passed: bool
+class CheckRow:
+    component: str  # "expert_2", "encoder", "pipeline"
+    case: str  # which inputs: "opt b2", "4 held-out band inputs", "end-to-end photo.png"
+    metric: str  # "max_abs" (<= limit) | "sqnr_db" | "psnr_db" (>= limit)
+    value: float
+    limit: float
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {list(METRICS)}, got {self.metric!r}")
+
+    @property
+    def passed(self) -> bool:
+        if math.isnan(self.value):
+            return False
+        return self.value <= self.limit if self.metric == "max_abs" else self.value >= self.limit
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["psnr_db"] = None if math.isinf(self.psnr_db) else round(self.psnr_db, 2)  # JSON has no inf
-        return d
+        finite = math.isfinite(self.value)
+        return {
+            "component": self.component,
+            "case": self.case,
+            "metric": self.metric,
+            "value": self.value if finite else None,  # JSON has no inf
+            "limit": self.limit,
+            "passed": self.passed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CheckRow:
+        value = math.inf if d["value"] is None else float(d["value"])
+        return cls(d["component"], d["case"], d["metric"], value, float(d["limit"]))
 
 
-def format_report(rows: list[ParityRow]) -> str:
-    head = f"{'component':<12} {'case':<28} {'max abs err':>12} {'PSNR dB':>8}  {'limit':<16} ok"
+def max_abs_row(component: str, case: str, ref: np.ndarray, got: np.ndarray, limit: float) -> CheckRow:
+    err = float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max()) if ref.size else 0.0
+    if not np.isfinite(got).all():
+        err = math.nan
+    return CheckRow(component, case, "max_abs", err, limit)
+
+
+def sqnr_row(component: str, case: str, refs: Sequence[np.ndarray], tests: Sequence[np.ndarray], limit: float):
+    """SQNR over every output concatenated."""
+    ref = np.concatenate([r.ravel() for r in refs])
+    test = np.concatenate([t.ravel() for t in tests])
+    value = sqnr(ref, test) if np.isfinite(test).all() else math.nan
+    return CheckRow(component, case, "sqnr_db", value, limit)
+
+
+def psnr_row(case: str, refs: Sequence[np.ndarray], tests: Sequence[np.ndarray], limit: float) -> CheckRow:
+    """Mean PSNR (peak 255) of uint8 pipeline outputs against the reference's (identical images: inf)."""
+    values = [psnr(r, t, peak=255.0) for r, t in zip(refs, tests, strict=True)]
+    finite = [v for v in values if math.isfinite(v)]
+    return CheckRow("pipeline", case, "psnr_db", float(np.mean(finite)) if finite else math.inf, limit)
+
+
+def format_rows(rows: Sequence[CheckRow]) -> str:
+    head = f"{'component':<10} {'case':<30} {'metric':<12} {'value':>10} {'limit':>9}  ok"
     lines = [head, "-" * len(head)]
     for r in rows:
-        p = "inf" if math.isinf(r.psnr_db) else f"{r.psnr_db:.1f}"
-        lines.append(
-            f"{r.component:<12} {r.case:<28} {r.max_abs:>12.3g} {p:>8}  {r.limit:<16} {'yes' if r.passed else 'NO'}"
-        )
+        v = "inf" if math.isinf(r.value) else f"{r.value:.3g}" if r.metric == "max_abs" else f"{r.value:.2f}"
+        limit = f"<= {r.limit:.3g}" if r.metric == "max_abs" else f">= {r.limit:.1f}"
+        ok = "yes" if r.passed else "NO"
+        lines.append(f"{r.component:<10} {r.case[:30]:<30} {METRICS[r.metric]:<12} {v:>10} {limit:>9}  {ok}")
     return "\n".join(lines)
+
+
+def enforce(rows: Sequence[CheckRow], target: str, out: object) -> None:
+    """Raise one `QualityGateError` naming every component that missed a check, with the table."""
+    failed = sorted({r.component for r in rows if not r.passed})
+    if failed:
+        raise QualityGateError(
+            f"{target} misses its checks for {', '.join(failed)}; nothing was written to {out}\n" + format_rows(rows)
+        )

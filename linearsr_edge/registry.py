@@ -3,15 +3,24 @@
 Entries register whether or not their package is installed; `Registry.get` raises a `ConfigError`
 with a "did you mean" for an unknown name and a `BackendUnavailableError` naming the pip extra for
 an entry whose package is missing.
+
+Third parties add entries without editing this package: a distribution declares an entry point in
+the registry's group (``linearsr_edge.targets`` or ``linearsr_edge.backends``) whose object is an
+entry (a `TargetInfo` / `BackendInfo`), a list of them, or a callable returning either. Entry
+points load once, the first time the registry is asked for names or an entry.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
+import logging
+from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class Entry(Protocol):
@@ -28,22 +37,29 @@ E = TypeVar("E", bound=Entry)
 
 
 class Registry(Generic[E]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind  # "export target", "runtime backend"
+        self.group = group  # entry-point group for third-party entries
         self._entries: dict[str, E] = {}
+        self._plugins_loaded = group is None
 
     def register(self, entry: E) -> None:
         if entry.name in self._entries:
             raise ValueError(f"{self.kind} {entry.name!r} is already registered")
         self._entries[entry.name] = entry
 
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
+        self._load_plugins()
         return sorted(self._entries)
 
     def entries(self) -> list[E]:
         return [self._entries[n] for n in self.names()]
 
     def get(self, name: str) -> E:
+        self._load_plugins()
         if name not in self._entries:
             near = difflib.get_close_matches(name, self._entries, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
@@ -55,3 +71,18 @@ class Registry(Generic[E]):
                 f"{self.kind} {name!r} needs {', '.join(missing)}: pip install 'linearsr-edge[{entry.extra}]'"
             )
         return entry
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self.group):
+            try:
+                obj = ep.load()
+                obj = obj() if callable(obj) and not hasattr(obj, "requires") else obj
+                for entry in obj if isinstance(obj, Iterable) else [obj]:
+                    self.register(entry)
+            except Exception as exc:  # a broken plugin must not break the built-in entries
+                log.warning("ignoring %s plugin %r (%s): %s", self.kind, ep.name, ep.value, exc)

@@ -120,14 +120,34 @@ def sample(
     Heun (second order, two NFE per step) averages the velocity at both ends of a step
     and falls back to Euler on the final step into sigma 0.
     """
+    return sample_many(plan, [x], [velocity_fn], on_step)[0]
+
+
+def sample_many(
+    plan: StepPlan,
+    xs: Sequence[np.ndarray],
+    velocity_fns: Sequence[VelocityFn],
+    on_step: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """`sample` for several independent states in lockstep (one velocity function each).
+
+    Every state takes step i before any state takes step i + 1, and within a step every first
+    evaluation runs before any (Heun) second one. The plan's experts never decrease along that
+    order (bands are contiguous), so the evaluations run expert-major: all of expert k's, then
+    expert k + 1's, and a runtime that keeps one expert resident opens each expert once.
+    """
+    if len(xs) != len(velocity_fns):
+        raise ConfigError(f"{len(xs)} states but {len(velocity_fns)} velocity functions")
+    xs = list(xs)
     for i in range(len(plan)):
         sigma, sigma_next = float(plan.sigma[i]), float(plan.sigma_next[i])
-        v = velocity_fn(int(plan.expert[i]), x, sigma)
-        x_next = euler_step(x, v, sigma, sigma_next)
-        if plan.solver == "heun" and plan.expert_next[i] >= 0:
-            v2 = velocity_fn(int(plan.expert_next[i]), x_next, sigma_next)
-            x_next = x + (sigma_next - sigma) * 0.5 * (v + v2)
-        x = x_next
+        k, k_next = int(plan.expert[i]), int(plan.expert_next[i])
+        vs = [fn(k, x, sigma) for fn, x in zip(velocity_fns, xs, strict=True)]
+        nxt = [euler_step(x, v, sigma, sigma_next) for x, v in zip(xs, vs, strict=True)]
+        if plan.solver == "heun" and k_next >= 0:
+            v2s = [fn(k_next, x, sigma_next) for fn, x in zip(velocity_fns, nxt, strict=True)]
+            nxt = [x + (sigma_next - sigma) * 0.5 * (v + v2) for x, v, v2 in zip(xs, vs, v2s, strict=True)]
+        xs = nxt
         if on_step is not None:
             on_step(i)
-    return x
+    return xs

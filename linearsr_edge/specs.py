@@ -7,6 +7,7 @@ parity tolerance. `ComponentSpec.check` is the validation every `Session.run` pe
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -148,9 +149,21 @@ class ComponentSpec:
         )
 
 
+class ProfileError(ConfigError):
+    """An impossible export profile; ``field`` names the `Profile` field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _wxh(hw: tuple[int, int]) -> str:
+    return f"{hw[1]}x{hw[0]}"
+
+
 @dataclass(frozen=True)
 class Profile:
-    """The resolutions and batch sizes an export supports, in *output image* pixels."""
+    """The resolutions and batch sizes an export supports, in *output image* pixels ((H, W) pairs)."""
 
     min_hw: tuple[int, int] = (64, 64)
     opt_hw: tuple[int, int] = (256, 256)
@@ -158,16 +171,55 @@ class Profile:
     batch: tuple[int, int, int] = (1, 1, 4)
     cond_len: tuple[int, int, int] = (1, 2, 16)
 
+    def __post_init__(self) -> None:
+        for name in ("batch", "cond_len"):
+            lo, opt, hi = getattr(self, name)
+            if hi < 1:
+                raise ProfileError(name, f"largest {name} must be >= 1, got {hi}")
+            if not 1 <= lo <= opt <= hi:
+                raise ProfileError(name, f"{name} needs 1 <= min <= opt <= max, got {lo}, {opt}, {hi}")
+        for name in ("min_hw", "opt_hw", "max_hw"):
+            if min(getattr(self, name)) < 1:
+                raise ProfileError(name, f"{name} sides must be positive, got {_wxh(getattr(self, name))}")
+        if any(a > b for a, b in zip(self.min_hw, self.max_hw, strict=True)):
+            raise ProfileError(
+                "min_hw", f"minimum resolution {_wxh(self.min_hw)} is above the maximum {_wxh(self.max_hw)}"
+            )
+        if any(not lo <= o <= hi for lo, o, hi in zip(self.min_hw, self.opt_hw, self.max_hw, strict=True)):
+            raise ProfileError(
+                "opt_hw",
+                f"optimal resolution {_wxh(self.opt_hw)} is outside [{_wxh(self.min_hw)}, {_wxh(self.max_hw)}]",
+            )
+
     def latent_dims(self, factor: int, multiple: int) -> dict[str, DimRange]:
-        """Latent H/W ranges for a codec of spatial ``factor``; sizes rounded to ``multiple``."""
+        """Latent H/W ranges for a codec of spatial ``factor``; sizes rounded down to ``multiple``."""
 
         def dim(axis: int) -> DimRange:
             lo, opt, hi = (
                 max(multiple, v[axis] // factor // multiple * multiple) for v in (self.min_hw, self.opt_hw, self.max_hw)
             )
-            return DimRange(lo, max(lo, opt), max(lo, opt, hi), multiple)
+            return DimRange(lo, opt, hi, multiple)
 
         return {"height": dim(0), "width": dim(1)}
+
+    def check_model(self, cfg: ModelConfig, codec_factor: int, memory_bytes: int | None = None) -> None:
+        """Refuse a profile the model or this machine cannot take (before any work), giving the limit."""
+        unit = codec_factor * cfg.patch_size
+        if min(self.min_hw) < unit:
+            raise ProfileError(
+                "min_hw", f"minimum resolution {_wxh(self.min_hw)} is below one latent patch ({unit}x{unit} px)"
+            )
+        tokens = (self.max_hw[0] // unit) * (self.max_hw[1] // unit)
+        need = activation_bytes(cfg, tokens)
+        budget = (memory_bytes if memory_bytes is not None else machine_memory_bytes()) // 2
+        if budget and need > budget:
+            side = int((budget / activation_bytes(cfg, 1)) ** 0.5) * unit
+            raise ProfileError(
+                "max_hw",
+                f"maximum resolution {_wxh(self.max_hw)} needs about {need / 2**30:.1f} GiB of activations for one "
+                f"expert at batch 1 ({tokens:,} tokens); this machine allows {budget / 2**30:.1f} GiB (half its "
+                f"memory): keep the maximum at or below about {side}x{side}",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) for k, v in asdict(self).items()}
@@ -175,6 +227,24 @@ class Profile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         return cls(**{k: tuple(v) for k, v in data.items()})
+
+
+def activation_bytes(cfg: ModelConfig, tokens: int) -> int:
+    """A rough peak of live FP32 activations in one expert forward pass at batch 1.
+
+    The residual stream, Q/K/V, the Mix-FFN's widened hidden state (twice, around the depthwise
+    conv) and the latent inputs; measured peaks of the demo expert in ONNX Runtime stay below it.
+    """
+    per_token = cfg.hidden_size * (8 + 3 * cfg.mlp_ratio) + 4 * cfg.latent_channels
+    return int(4 * tokens * per_token)
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -206,6 +276,12 @@ def expert_spec(cfg: ModelConfig, index: int, profile: Profile, codec_factor: in
         dims=dims,
         tolerance=1e-4,
     )
+
+
+def component_specs(cfg: ModelConfig, profile: Profile, codec_factor: int) -> list[ComponentSpec]:
+    """Every exportable component's spec: ``expert_0 .. expert_{K-1}``, ``encoder``, ``decoder``."""
+    enc, dec = codec_specs(cfg, profile, codec_factor)
+    return [*(expert_spec(cfg, k, profile, codec_factor) for k in range(cfg.num_experts)), enc, dec]
 
 
 def codec_specs(cfg: ModelConfig, profile: Profile, codec_factor: int) -> tuple[ComponentSpec, ComponentSpec]:

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from linearsr_edge.calibration import CalibrationOptions, collect, images_from_dir
-from linearsr_edge.demo import load_model_folder
 from linearsr_edge.errors import CalibrationError
 from linearsr_edge.model.codec import PixelUnshuffleCodec
 from linearsr_edge.model.experts import SNRExperts
-from linearsr_edge.pipeline import SRPipeline
+from linearsr_edge.model.folder import load_model_folder
+from linearsr_edge.reference import reference_runtime
 from linearsr_edge.schedule import log_snr
 from tests.conftest import tiny_config
 from tests.helpers import tiny_model_folder, write_photo
@@ -17,7 +17,7 @@ from tests.helpers import tiny_model_folder, write_photo
 
 @pytest.fixture(scope="module")
 def process(tmp_path_factory):
-    return load_model_folder(tiny_model_folder(tmp_path_factory.mktemp("m"))).pipeline().process
+    return load_model_folder(tiny_model_folder(tmp_path_factory.mktemp("m"))).reference().process
 
 
 def _images(n=4, seed=0):
@@ -57,7 +57,7 @@ def test_hash_is_stable_and_seeded(process):
 def test_band_the_plan_never_visits_is_named():
     cfg = tiny_config(start_sigma=0.2)  # never reaches log-SNR < 0.5, i.e. expert 0's band
     torch.manual_seed(0)
-    process = SRPipeline(SNRExperts(cfg), PixelUnshuffleCodec(2)).process
+    process = reference_runtime(SNRExperts(cfg), PixelUnshuffleCodec(2)).process
     with pytest.raises(CalibrationError, match=r"expert 0 \(log-SNR band \[-inf, 0.5\)\) got 0"):
         collect(process, _images(), CalibrationOptions(**{**OPTS.__dict__, "max_runs": 5}))
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from linearsr_edge.cli.upscale import main
-from linearsr_edge.demo import save_model_folder
 from linearsr_edge.model.codec import PixelUnshuffleCodec
 from linearsr_edge.model.experts import SNRExperts
+from linearsr_edge.model.folder import save_model_folder
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
 from tests.conftest import tiny_config
 

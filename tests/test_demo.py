@@ -10,7 +10,7 @@ import pytest
 from linearsr_edge.demo import DEMO_DIR, load_demo, sample_images
 from linearsr_edge.demo.data import HELDOUT_PHOTOS, TRAIN_PHOTOS
 from linearsr_edge.imaging import read_image
-from linearsr_edge.pipeline import SampleOptions
+from linearsr_edge.process import SampleOptions
 
 pytest.importorskip("skimage", reason="requires scikit-image (the dev extra), which ships the photos")
 
@@ -24,7 +24,7 @@ def test_demo_exercises_every_path(demo):
     cfg = demo.cfg
     assert cfg.num_experts == 4 and cfg.lr_conditioning == "concat" and cfg.parameterization == "residual"
     assert demo.tags is not None and len(demo.tags.names) > 2
-    plan = demo.pipeline().process.plan(SampleOptions())
+    plan = demo.reference().process.plan(SampleOptions())
     assert plan.steps_per_expert(4) == [1, 1, 1, 1]  # the default run visits all 4 experts
     size = sum(p.stat().st_size for p in DEMO_DIR.glob("*.safetensors"))
     assert size <= 25 * 2**20
@@ -37,7 +37,7 @@ def test_demo_exercises_every_path(demo):
 def test_beats_bicubic_on_heldout_photos(demo):
     from linearsr_edge.demo.evaluate import evaluate
 
-    pipe = demo.pipeline()
+    pipe = demo.reference()
     rows = evaluate(lambda lr, o: pipe.upscale(lr, o).image, demo.cfg.upscale, SampleOptions(tags=("auto",)))
     gain = np.mean([r.psnr_model - r.psnr_bicubic for r in rows])
     assert gain >= 0.5, rows
@@ -45,7 +45,7 @@ def test_beats_bicubic_on_heldout_photos(demo):
 
 
 def test_tags_matter(demo):
-    pipe = demo.pipeline()
+    pipe = demo.reference()
     lr = read_image(sample_images()[0])[:32, :32]
     a = pipe.upscale(lr, SampleOptions(tags=("portrait",))).image
     b = pipe.upscale(lr, SampleOptions(tags=("document",))).image

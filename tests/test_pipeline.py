@@ -7,16 +7,17 @@ import torch
 from linearsr_edge.errors import ConfigError, ImageError
 from linearsr_edge.model.codec import PixelUnshuffleCodec
 from linearsr_edge.model.experts import SNRExperts
-from linearsr_edge.pipeline import SampleOptions, SRPipeline
+from linearsr_edge.process import SampleOptions
+from linearsr_edge.reference import reference_runtime
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
 from tests.conftest import tiny_config
 
 
-def make_pipeline(**overrides) -> SRPipeline:
+def make_pipeline(experts: SNRExperts | None = None, **overrides):
     cfg = tiny_config(**overrides)
     torch.manual_seed(0)
     tags = TagVocabulary(("portrait", "animal", NULL_TAG), np.random.default_rng(0).standard_normal((3, 8)))
-    return SRPipeline(SNRExperts(cfg), PixelUnshuffleCodec(2), tags)
+    return reference_runtime(experts or SNRExperts(cfg), PixelUnshuffleCodec(2), tags)
 
 
 @pytest.mark.parametrize(("h", "w"), [(8, 8), (7, 13), (5, 2)])
@@ -51,8 +52,9 @@ def test_tags_change_the_output_and_unknown_tags_are_refused(rng):
 def test_residual_mode_with_zero_velocity_is_bicubic(rng):
     """A zero model (v = 0) started at sigma ~ 0 leaves a ~zero residual: the output must be the
     bicubic upsample, which proves the LR latent is added back."""
-    pipe = make_pipeline(start_sigma=1e-4, default_steps=1)
-    for p in pipe.experts.parameters():
+    experts = SNRExperts(tiny_config(start_sigma=1e-4, default_steps=1))
+    pipe = make_pipeline(experts)
+    for p in experts.parameters():
         torch.nn.init.zeros_(p)
     image = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
     out = pipe.upscale(image).image
@@ -82,4 +84,4 @@ def test_bad_images_are_refused(rng):
 
 def test_codec_channel_mismatch():
     with pytest.raises(ConfigError, match="latent channels"):
-        SRPipeline(SNRExperts(tiny_config()), PixelUnshuffleCodec(4))
+        reference_runtime(SNRExperts(tiny_config()), PixelUnshuffleCodec(4))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linearsr_edge.demo import load_model_folder
+from linearsr_edge.build import ExportOptions, resolve_tags
 from linearsr_edge.errors import ConfigError
-from linearsr_edge.export import ExportOptions, resolve_tags
+from linearsr_edge.model.folder import load_model_folder
 from linearsr_edge.tags import NULL_TAG
 from tests.helpers import tiny_model_folder
 

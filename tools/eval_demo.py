@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from linearsr_edge.demo import DEMO_DIR, load_model_folder
+from linearsr_edge.demo import DEMO_DIR
 from linearsr_edge.demo.evaluate import evaluate, format_rows
-from linearsr_edge.pipeline import SampleOptions
+from linearsr_edge.model.folder import load_model_folder
+from linearsr_edge.process import SampleOptions
 
 
 def main() -> int:
@@ -31,7 +32,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(2)
     folder = load_model_folder(args.model)
-    pipe = folder.pipeline()
+    pipe = folder.reference()
     tags = ("auto",) if args.tags == "auto" else ()
     for steps in args.steps:
         opts = SampleOptions(

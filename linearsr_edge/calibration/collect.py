@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from linearsr_edge.errors import CalibrationError, ImageError
 from linearsr_edge.imaging import check_image, read_image
-from linearsr_edge.pipeline import SampleOptions, SRProcess
+from linearsr_edge.options import flag
+from linearsr_edge.process import SampleOptions, SRProcess
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 Feeds = dict[str, np.ndarray]
@@ -26,15 +27,32 @@ Feeds = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class CalibrationOptions:
-    samples_per_expert: int = 16  # calibration inputs recorded per expert
-    heldout_images: int = 2  # images kept aside for the quality gates
+    samples_per_expert: int = flag(
+        16, "--calib-samples", "inputs recorded per expert, in its band (16)", type=int, scope="full"
+    )
+    heldout_images: int = flag(2, "--heldout-images", "images held out for the quality gates (2)", type=int)
     heldout_samples_per_expert: int = 4  # band inputs from the held-out images, for the SQNR gate
-    steps: int | None = None  # sampling steps while recording (default: 2x the model's)
+    steps: int | None = flag(
+        None, "--calib-steps", "sampling steps while recording (default: 2x the model's)", type=int
+    )
     crop: int = 48  # LR crop side for calibration runs (bounds tokens); 0 = whole image
-    seed: int = 0
+    seed: int = flag(0, "--seed", "calibration seed (0)", type=int)
     max_runs: int = 400  # sampler runs before giving up on filling a band
-    pooled: bool = False  # ablation: ignore bands, every expert gets samples from all steps
+    pooled: bool = flag(
+        False,
+        "--pooled-calibration",
+        "ablation: calibrate every expert on inputs pooled over all steps, not its own band",
+        scope="full",
+    )
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("samples_per_expert", "heldout_images", "heldout_samples_per_expert", "crop", "max_runs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CalibrationError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
+            raise CalibrationError(f"calibration steps must be a positive integer, got {self.steps!r}")
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""What every command shares: logging setup and turning errors into messages and exit codes."""
+"""What every command shares: logging setup, third-party noise, and turning errors into exit codes."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 
 from linearsr_edge.errors import LinearSRError
@@ -12,14 +13,31 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def run_cli(body: Callable[[], int], prog: str) -> int:
-    """Run a command body; a user error prints one line on stderr and exits non-zero, never a traceback."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+def version_string(prog: str) -> str:
+    from linearsr_edge import __version__
+
+    return f"{prog} (linearsr-edge) {__version__}"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Our messages on stderr; third-party warnings and log lines only with ``--verbose``."""
     pkg = logging.getLogger("linearsr_edge")
     if not pkg.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
         pkg.addHandler(handler)
-    pkg.setLevel(logging.INFO)
+    pkg.setLevel(logging.DEBUG if verbose else logging.INFO)
+    pkg.propagate = False
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        logging.getLogger().setLevel(logging.ERROR)  # third parties log warnings through the root logger
+        for name in ("torch", "onnxscript", "onnx_ir", "onnxruntime", "onnxslim", "nncf", "coremltools"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run_cli(body: Callable[[], int], prog: str, verbose: bool = False) -> int:
+    """Run a command body; a user error prints one line on stderr and exits non-zero, never a traceback."""
+    setup_logging(verbose)
     try:
         return body()
     except LinearSRError as exc:

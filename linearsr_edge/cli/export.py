@@ -1,15 +1,33 @@
-"""``linearsr-export``: export a LinearSR model to a verified artifact bundle for one target."""
+"""``linearsr-export``: export a LinearSR model to a verified artifact bundle for one target.
+
+Flags come from typed options: the common ones here, the calibration's and the quality
+thresholds' from their dataclasses, and each target's from its own options class. A flag that
+does not apply to the chosen target is refused before any work, naming the flags it accepts.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from linearsr_edge.cli.common import run_cli
-from linearsr_edge.exporters import all_targets
-from linearsr_edge.specs import Profile, parse_resolution
+from linearsr_edge.calibration.collect import CalibrationOptions
+from linearsr_edge.calibration.gates import QualityThresholds
+from linearsr_edge.cli.common import run_cli, version_string
+from linearsr_edge.errors import ConfigError
+from linearsr_edge.exporters import TargetInfo, all_targets, get_target
+from linearsr_edge.options import add_flags, flags_of, from_flags
+from linearsr_edge.specs import Profile, ProfileError, parse_resolution
 
 PROG = "linearsr-export"
+PROFILE_FLAGS = {
+    "batch": "--max-batch",
+    "min_hw": "--min-resolution",
+    "opt_hw": "--opt-resolution",
+    "max_hw": "--max-resolution",
+    "cond_len": "--max-tags",
+}
+PARITY_FLAGS = ["--parity-image"]  # targets without calibration
+CALIB_FLAGS = ["--calib-dir"]  # targets with calibration (besides CalibrationOptions' own)
 
 
 def _targets_help() -> str:
@@ -23,135 +41,145 @@ def _targets_help() -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=PROG,
-        description="Export every expert denoiser, the encoder and the decoder to one bundle folder, check each "
-        "against PyTorch and end to end on a real photo, and record the report in the manifest.",
+        description="Export every expert denoiser, the encoder and the decoder to one bundle folder, run it on the "
+        "target's own backend against the PyTorch reference (per component and end to end on real photos), and "
+        "record the report in the manifest. A target whose backend is not installed here is written unverified.",
         epilog=_targets_help() + "\n\nexample: linearsr-export --target onnx-fp32 --out bundles/demo-onnx",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ap.add_argument("--version", action="version", version=version_string(PROG))
     ap.add_argument("--target", required=True, metavar="NAME", help="export target (see the list below)")
     ap.add_argument("--checkpoint", type=Path, help="a LinearSR model folder (default: the bundled demo model)")
     ap.add_argument("--out", type=Path, help="bundle folder to create (default: bundles/<target>)")
+    ap.add_argument("--max-resolution", default="1024x1024", metavar="WxH", help="largest output image (1024x1024)")
+    ap.add_argument("--min-resolution", default="64x64", metavar="WxH", help="smallest output image (64x64)")
     ap.add_argument(
-        "--max-resolution",
-        default="1024x1024",
-        metavar="WxH",
-        help="largest output image the bundle accepts (default 1024x1024)",
+        "--opt-resolution", metavar="WxH", help="output size to optimise for (256x256, kept within min..max)"
     )
-    ap.add_argument("--min-resolution", default="64x64", metavar="WxH", help="smallest output image (default 64x64)")
-    ap.add_argument("--opt-resolution", default="256x256", metavar="WxH", help="output size to optimise for")
     ap.add_argument("--max-batch", type=int, default=4, help="largest batch the bundle accepts (default 4)")
+    ap.add_argument("--max-tags", type=int, default=16, help="most tags per call, the null tag included (16)")
     ap.add_argument(
-        "--tags",
-        nargs="*",
-        default=[],
-        help="tags to cache (with --cond-file), or to check against the model's own vocabulary",
+        "--tags", nargs="*", default=[], help="tags to cache (with --cond-file), or to check against the model's own"
     )
     ap.add_argument("--cond-file", type=Path, help=".npz of precomputed tag embeddings, one [D] array per tag name")
     ap.add_argument("--text-encoder", type=Path, help="local transformers folder that encodes --tags at export time")
-    ap.add_argument("--parity-image", type=Path, help="photo for the end-to-end check (default: the demo sample)")
     ap.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
-    q = ap.add_argument_group("FP16 / INT8: calibration and quality gates")
-    q.add_argument(
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show third-party warnings and log lines")
+
+    seen: set[str] = set()
+    checks = ap.add_argument_group("verification (every target)")
+    add_flags(checks, QualityThresholds, seen)
+    checks.add_argument(
+        "--parity-image",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="FP32 targets: photo for the end-to-end check (default: the demo sample)",
+    )
+    cal = ap.add_argument_group("calibration (FP16: held-out data for the gates; INT8: band calibration too)")
+    cal.add_argument(
         "--calib-dir",
         type=Path,
-        help="your own photos for calibration and the gates (default: the "
-        "demo samples); the last --heldout-images files are held out for the gates",
+        default=argparse.SUPPRESS,
+        help="your own photos (default: the demo samples); the last --heldout-images are held out for the gates",
     )
-    q.add_argument("--calib-samples", type=int, default=16, help="inputs recorded per expert, in its band (16)")
-    q.add_argument("--calib-steps", type=int, help="sampling steps while recording (default: 2x the model's)")
-    q.add_argument("--heldout-images", type=int, default=2, help="images held out for the quality gates (2)")
-    q.add_argument(
-        "--pooled-calibration",
-        action="store_true",
-        help="ablation: calibrate every expert on inputs pooled over all steps, not its own band",
-    )
-    q.add_argument("--seed", type=int, default=0, help="calibration seed (0)")
-    q.add_argument("--min-psnr", type=float, help="end-to-end PSNR gate, dB (default: fp16 45, int8 35)")
-    q.add_argument("--min-expert-sqnr", type=float, help="per-expert SQNR gate, dB (default: fp16 40, int8 5)")
-    q.add_argument(
-        "--int8-ops",
-        nargs="+",
-        default=["MatMul", "Gemm", "Conv"],
-        metavar="OP",
-        help="op types to quantize (default: MatMul Gemm Conv; adding Mul/Add costs ~17 %% error)",
-    )
-    q.add_argument(
-        "--int8-activations",
-        choices=("uint8", "int8"),
-        default="uint8",
-        help="activation type (default uint8: faster on x86)",
-    )
-    q.add_argument("--int8-method", choices=("minmax", "entropy", "percentile"), default="minmax")
-    q.add_argument(
-        "--int8-accurate",
-        action="store_true",
-        help="keep quantized ops' outputs and their neighbours in FP32: ~+4 dB SQNR, no speed-up on x86",
-    )
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_flags(cal, CalibrationOptions, seen)
+    for options in sorted({t.options for t in all_targets()}, key=lambda c: c.__name__):
+        users = ", ".join(t.name for t in all_targets() if t.options is options)
+        if flags_of(options):
+            add_flags(ap.add_argument_group(f"{users} options"), options, seen)
     return ap
 
 
-def _thresholds(args: argparse.Namespace):
-    from linearsr_edge.calibration import QualityThresholds
-    from linearsr_edge.exporters import get_target
+def accepted_flags(target: TargetInfo) -> list[str]:
+    """The target-dependent flags that ``target`` honours."""
+    flags = flags_of(QualityThresholds)
+    if target.calibration == "none":
+        flags += PARITY_FLAGS
+    else:
+        scopes = ("", "full") if target.calibration == "full" else ("",)
+        flags += CALIB_FLAGS + flags_of(CalibrationOptions, scopes)
+    return flags + flags_of(target.options)
 
-    if args.min_expert_sqnr is None and args.min_psnr is None:
-        return None
-    base = QualityThresholds.default(get_target(args.target).precision)
-    return QualityThresholds(
-        args.min_expert_sqnr if args.min_expert_sqnr is not None else base.expert_sqnr_db,
-        args.min_psnr if args.min_psnr is not None else base.e2e_psnr_db,
-    )
+
+def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, target: TargetInfo) -> None:
+    """Refuse any given flag that ``target`` does not honour."""
+    by_dest = {a.dest: a.option_strings[-1] for a in parser._actions if a.default is argparse.SUPPRESS}
+    given = [by_dest[d] for d in vars(args) if d in by_dest and by_dest[d].startswith("--")]
+    refused = [f for f in given if f not in accepted_flags(target)]
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to target {target.name}; "
+            f"it accepts {', '.join(accepted_flags(target))}"
+        )
+
+
+def profile_from_args(args: argparse.Namespace) -> Profile:
+    """The export profile, refused (naming the flag) before any model is loaded."""
+    try:
+        lo, hi = parse_resolution(args.min_resolution), parse_resolution(args.max_resolution)
+        if args.opt_resolution:
+            opt = parse_resolution(args.opt_resolution)
+        else:
+            opt = tuple(min(max(256, a), b) for a, b in zip(lo, hi, strict=True))
+        return Profile(
+            min_hw=lo,
+            opt_hw=opt,
+            max_hw=hi,
+            batch=(1, 1, args.max_batch),
+            cond_len=(1, min(2, args.max_tags), args.max_tags),
+        )
+    except ProfileError as exc:
+        raise ConfigError(f"{PROFILE_FLAGS[exc.field]}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), PROG)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_cli(lambda: _run(parser, args), PROG, verbose=args.verbose)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from linearsr_edge.calibration import CalibrationOptions, GateRow, format_gates
-    from linearsr_edge.export import ExportOptions, export_bundle
-    from linearsr_edge.exporters.onnx_precision import Int8Policy
-    from linearsr_edge.parity import format_report
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    profile = profile_from_args(args)
+    target = get_target(args.target)
+    check_flags(parser, args, target)
+    given = vars(args)
+    from linearsr_edge.build import ExportOptions, build_bundle  # the heavy imports (torch), after the checks
+    from linearsr_edge.parity import format_rows
 
-    profile = Profile(
-        min_hw=parse_resolution(args.min_resolution),
-        opt_hw=parse_resolution(args.opt_resolution),
-        max_hw=parse_resolution(args.max_resolution),
-        batch=(1, 1, max(1, args.max_batch)),
-    )
     opts = ExportOptions(
-        target=args.target,
-        out=args.out or Path("bundles") / args.target,
+        target=target.name,
+        out=args.out or Path("bundles") / target.name,
         checkpoint=args.checkpoint,
         profile=profile,
         tags=tuple(args.tags),
         cond_file=args.cond_file,
         text_encoder=args.text_encoder,
         overwrite=args.overwrite,
-        parity_image=args.parity_image,
         progress=not args.quiet,
-        calib_dir=args.calib_dir,
-        calibration=CalibrationOptions(
-            samples_per_expert=args.calib_samples,
-            heldout_images=args.heldout_images,
-            steps=args.calib_steps,
-            seed=args.seed,
-            pooled=args.pooled_calibration,
-        ),
-        thresholds=_thresholds(args),
-        int8_policy=Int8Policy(
-            op_types=tuple(args.int8_ops),
-            activation_type=args.int8_activations,
-            method=args.int8_method,
-            fuse_outputs=not args.int8_accurate,
-        ),
+        parity_image=given.get("parity_image"),
+        calib_dir=given.get("calib_dir"),
+        calibration=from_flags(CalibrationOptions, given),
+        thresholds=_thresholds(target, given),
+        target_options=from_flags(target.options, given),
     )
-    bundle, rows = export_bundle(opts)
-    print(format_gates(rows) if rows and isinstance(rows[0], GateRow) else format_report(rows))
-    print(f"wrote {bundle.path} ({bundle.target}, {len(bundle.component_names())} components)")
+    result = build_bundle(opts)
+    bundle, verification = result.bundle, result.verification
+    if verification.rows:
+        print(format_rows(verification.rows))
+    line = f"wrote {bundle.path} ({bundle.target}, {len(bundle.component_names())} components)"
+    if verification.verified:
+        print(f"{line}, verified on {verification.backend} {verification.backend_version}")
+    else:
+        print(f"{line}, NOT VERIFIED: {verification.reason}")
     return 0
+
+
+def _thresholds(target: TargetInfo, given: dict) -> QualityThresholds | None:
+    if not any(d in given for d in ("min_psnr", "min_expert_sqnr")):
+        return None
+    base = QualityThresholds.default(target.precision)
+    return from_flags(QualityThresholds, given, expert_sqnr_db=base.expert_sqnr_db, e2e_psnr_db=base.e2e_psnr_db)
 
 
 if __name__ == "__main__":

@@ -11,33 +11,60 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from linearsr_edge.cli.common import run_cli
-from linearsr_edge.errors import ImageError
+from linearsr_edge.cli.common import run_cli, version_string
+from linearsr_edge.errors import BackendUnavailableError, ConfigError, ImageError
 from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
-from linearsr_edge.pipeline import SampleOptions
+from linearsr_edge.process import SampleOptions
 
 PROG = "linearsr-upscale"
 
 
+def _demo_tags() -> list[str]:
+    """The demo model's tags, from its config (no weights are loaded)."""
+    import json
+
+    from linearsr_edge.demo import DEMO_DIR
+    from linearsr_edge.tags import NULL_TAG
+
+    try:
+        return [t for t in json.loads((DEMO_DIR / "config.json").read_text()).get("tags", []) if t != NULL_TAG]
+    except (OSError, ValueError):
+        return []
+
+
 def build_parser() -> argparse.ArgumentParser:
+    tags = _demo_tags()
     ap = argparse.ArgumentParser(
         prog=PROG,
-        description="Super-resolve an image with LinearSR. With no --model or --bundle it runs the demo model "
-        "shipped in the package (4x, 4 SNR experts) in PyTorch.",
-        epilog="example: linearsr-upscale photo.png -o photo_x4.png --tags portrait outdoor",
+        description="Super-resolve an image with LinearSR. With --bundle it runs an exported bundle on its "
+        "backend (no PyTorch needed); with --model or neither, the PyTorch reference of a model folder or of the "
+        "demo model shipped in the package (4x, 4 SNR experts).",
+        epilog=(f"demo model tags: {' '.join(tags)}\n" if tags else "")
+        + "example: linearsr-upscale photo.png -o photo_x4.png --tags portrait outdoor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("input", type=Path, help="input image (PNG, JPEG, ...); grayscale, alpha, 16-bit are converted")
-    ap.add_argument("-o", "--output", type=Path, required=True, help="output image; the suffix picks the format")
+    ap.add_argument("--version", action="version", version=version_string(PROG))
+    ap.add_argument(
+        "input", type=Path, nargs="?", help="input image (PNG, JPEG, ...); grayscale, alpha, 16-bit are converted"
+    )
+    ap.add_argument("-o", "--output", type=Path, help="output image; the suffix picks the format")
+    ap.add_argument("--list-tags", action="store_true", help="print the tags the model or bundle knows, and exit")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--model", type=Path, help="a LinearSR model folder (config.json + experts.safetensors)")
     src.add_argument("--bundle", type=Path, help="an exported bundle folder (linearsr-export)")
     ap.add_argument("--backend", default="auto", help="runtime backend for --bundle (default: auto)")
     ap.add_argument(
+        "--residency",
+        default="all",
+        metavar="all|one|BYTES",
+        help="--bundle: keep every expert loaded (all), one at a time (one), or within a byte budget",
+    )
+    ap.add_argument(
         "--steps", type=int, help="sampling steps (default: the model's; more steps = more detail, lower PSNR)"
     )
     ap.add_argument("--start-sigma", type=float, help="noise level to start from, in (0, 1]")
     ap.add_argument("--solver", choices=("euler", "heun"), default="euler", help="ODE solver (heun: 2 NFE/step)")
-    ap.add_argument("--tags", nargs="*", default=[], help="scene tags, e.g. portrait outdoor")
+    ap.add_argument("--tags", nargs="*", default=[], help="scene tags, e.g. portrait outdoor (see --list-tags)")
     ap.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     ap.add_argument(
         "--max-pixels",
@@ -69,14 +96,21 @@ def check_output_path(path: Path) -> None:
 
 
 def load_upscaler(args: argparse.Namespace):
-    """An object with ``upscale(image, opts, on_step=...)`` and ``cfg``."""
+    """An `SRRuntime`: the bundle on its backend, or the PyTorch reference of a model folder / the demo."""
     if args.bundle is not None:
         from linearsr_edge.runtimes import SRRuntime
 
-        return SRRuntime.load(args.bundle, backend=args.backend)
-    from linearsr_edge.demo import load_demo, load_model_folder
-
-    return (load_model_folder(args.model) if args.model else load_demo()).pipeline()
+        residency = int(args.residency) if args.residency.isdigit() else args.residency
+        return SRRuntime.load(args.bundle, backend=args.backend, residency=residency)
+    try:
+        from linearsr_edge.demo import load_demo
+        from linearsr_edge.model.folder import load_model_folder
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"running a model without --bundle needs the PyTorch reference ({exc.name} is missing): "
+            "pip install 'linearsr-edge[torch]', or export a bundle and pass --bundle"
+        ) from None
+    return (load_model_folder(args.model) if args.model else load_demo()).reference()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +118,30 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _run(args), PROG)
 
 
+def _list_tags(args: argparse.Namespace) -> int:
+    if args.bundle is not None:
+        from linearsr_edge.bundle import Bundle
+
+        vocab = Bundle.load(args.bundle).tags()
+        names = [] if vocab is None else list(vocab.names)
+    elif args.model is not None:
+        from linearsr_edge.model.folder import read_folder_config
+
+        names = read_folder_config(args.model).get("tags") or []
+    else:
+        names = _demo_tags()
+    from linearsr_edge.tags import NULL_TAG
+
+    names = [n for n in names if n != NULL_TAG]
+    print(" ".join(names) if names else "(this model takes no tags)")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.list_tags:
+        return _list_tags(args)
+    if args.input is None or args.output is None:
+        raise ConfigError("give an input image and -o OUTPUT (or --list-tags)")
     check_output_path(args.output)
     max_in = max(1, args.max_pixels // 4)
     image = read_image(args.input, max_pixels=max_in)

@@ -1,7 +1,64 @@
-"""Exporters, registered by target name. Importing this package registers every target module."""
+"""Exporters, registered by target name. Importing this package registers the built-in targets
+(and nothing heavy: each exporter module is imported when an export runs)."""
 
-from linearsr_edge.exporters import onnx as _onnx  # noqa: F401  (registers onnx-fp32)
-from linearsr_edge.exporters import onnx_precision as _onnx_precision  # noqa: F401  (onnx-fp16, onnx-int8)
-from linearsr_edge.exporters.base import Exporter, TargetInfo, all_targets, get_target, register_target, target_names
+from linearsr_edge.exporters.base import (
+    Exporter,
+    NoOptions,
+    TargetInfo,
+    all_targets,
+    get_target,
+    register_target,
+    target_names,
+)
+from linearsr_edge.exporters.onnx_options import OnnxInt8Options
+from linearsr_edge.precision import Precision
 
-__all__ = ["Exporter", "TargetInfo", "all_targets", "get_target", "register_target", "target_names"]
+_ONNX = ("torch", "onnx", "onnxruntime", "onnxscript")
+
+register_target(
+    TargetInfo(
+        name="onnx-fp32",
+        format="onnx",
+        precision=Precision.FP32,
+        requires=_ONNX,
+        extra="export",
+        description="ONNX opset 18, FP32; runs anywhere with ONNX Runtime",
+        exporter="linearsr_edge.exporters.onnx:ONNXExporter",
+    )
+)
+register_target(
+    TargetInfo(
+        name="onnx-fp16",
+        format="onnx",
+        precision=Precision.FP16,
+        requires=(*_ONNX, "onnxconverter_common"),
+        extra="export",
+        description="ONNX FP16 with FP32 linear-attention islands; FP32 I/O",
+        exporter="linearsr_edge.exporters.onnx_precision:ONNXFP16Exporter",
+        calibration="heldout",
+    )
+)
+register_target(
+    TargetInfo(
+        name="onnx-int8",
+        format="onnx",
+        precision=Precision.INT8,
+        requires=_ONNX,
+        extra="export",
+        description="ONNX static QDQ INT8 per expert, calibrated on its own log-SNR band",
+        exporter="linearsr_edge.exporters.onnx_precision:ONNXInt8Exporter",
+        options=OnnxInt8Options,
+        calibration="full",
+    )
+)
+
+__all__ = [
+    "Exporter",
+    "NoOptions",
+    "OnnxInt8Options",
+    "TargetInfo",
+    "all_targets",
+    "get_target",
+    "register_target",
+    "target_names",
+]

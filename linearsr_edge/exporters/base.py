@@ -2,39 +2,44 @@
 
 A target registers whether or not its package is installed; asking for one whose package is
 missing raises `BackendUnavailableError` naming the extra to install. Adding a target is one new
-module that calls `register_target`; nothing else changes.
+module and one `register_target` call; third parties register through the
+``linearsr_edge.targets`` entry-point group. Registration imports nothing heavy: the exporter
+class is named by ``"module:Class"`` and imported when an export runs.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
+from linearsr_edge.errors import ConfigError
 from linearsr_edge.precision import Precision
 from linearsr_edge.registry import Registry, missing_modules
 from linearsr_edge.specs import ComponentSpec
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A target without options of its own."""
 
 
 class Exporter(abc.ABC):
     """Turns one PyTorch component into files in the bundle folder."""
 
-    format: str
-    suffix: str
-    needs_calibration: bool = False  # True: experts need their own band's inputs
-
-    @classmethod
-    def from_options(cls, options: Any) -> Exporter:
-        """Build from the `ExportOptions` of a run; exporters with options of their own override this."""
-        return cls()
+    def __init__(self, options: Any = None) -> None:
+        self.options = options
 
     def manifest_entries(self) -> dict[str, Any]:
-        """Settings to record in the bundle manifest (e.g. the INT8 policy)."""
+        """Settings and reports to record in the bundle manifest after every component is exported."""
         return {}
 
     @abc.abstractmethod
@@ -51,22 +56,43 @@ class Exporter(abc.ABC):
         """
 
 
+Calibration = Literal["none", "heldout", "full"]
+
+
 @dataclass(frozen=True)
 class TargetInfo:
     name: str
-    format: str
+    format: str  # the bundle format; a backend of this format verifies and runs it
     precision: Precision
     requires: tuple[str, ...]  # importable module names
     extra: str  # pip extra that installs them
     description: str
-    factory: type[Exporter]
+    exporter: str | type[Exporter]  # "package.module:Class", imported when an export runs
+    options: type = NoOptions  # the target's own typed options (fields may declare CLI flags)
+    # none: no calibration data; heldout: held-out images and band data for the gates only;
+    # full: band-stratified calibration samples as well (INT8)
+    calibration: Calibration = "none"
 
     @property
     def available(self) -> bool:
         return not missing_modules(self)
 
+    def check_options(self, options: Any) -> Any:
+        if options is None:
+            return self.options()
+        if not isinstance(options, self.options):
+            raise ConfigError(f"target {self.name!r} takes {self.options.__name__}, got {type(options).__name__}")
+        return options
 
-TARGETS: Registry[TargetInfo] = Registry("export target")
+    def make_exporter(self, options: Any = None) -> Exporter:
+        cls = self.exporter
+        if isinstance(cls, str):
+            module, _, name = cls.partition(":")
+            cls = getattr(importlib.import_module(module), name)
+        return cls(self.check_options(options))
+
+
+TARGETS: Registry[TargetInfo] = Registry("export target", group="linearsr_edge.targets")
 register_target = TARGETS.register
 target_names = TARGETS.names
 all_targets = TARGETS.entries

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from linearsr_edge.errors import LinearSRError
-from linearsr_edge.exporters.base import Exporter, TargetInfo, register_target
-from linearsr_edge.precision import Precision
+from linearsr_edge.errors import ExportError
+from linearsr_edge.exporters.base import Exporter
+from linearsr_edge.reference import call_module
 from linearsr_edge.specs import ComponentSpec
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 OPSET = 18
 PROTOBUF_LIMIT = 2**31 - 1
 EXPORT_BATCH = 2  # a batch-1 example makes the exporter specialise the batch axis
-
-
-class ExportError(LinearSRError):
-    """An export produced an unusable or wrong artifact."""
 
 
 def torch_export_onnx(module: torch.nn.Module, spec: ComponentSpec):
@@ -201,20 +197,17 @@ def verify_finite(path: Path, module: torch.nn.Module, spec: ComponentSpec) -> N
 
     Random inputs rarely hit a zero denominator, so all-zero inputs (every ReLU dead) are tried too.
     """
-    import onnxruntime as ort
+    from linearsr_edge.runtimes.onnxruntime import ORTSession
 
     random = spec.dummy_inputs("min", batch=1, seed=1)
     zeros = {k: np.zeros_like(v) for k, v in random.items()}
     if "sigma" in zeros:
         zeros["sigma"] = random["sigma"]  # sigma must stay in (0, 1]
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ORTSession(path, spec)
     for feeds in (random, zeros):
-        got = sess.run(None, feeds)
-        with torch.no_grad():
-            ref = module(*(torch.from_numpy(feeds[n]) for n in spec.input_names))
-        refs = ref if isinstance(ref, (tuple, list)) else [ref]
-        for name, g, r in zip(spec.output_names, got, refs, strict=True):
-            if np.isfinite(r.numpy()).all() and not np.isfinite(g).all():
+        got, ref = session.run(feeds), call_module(module, spec, feeds)
+        for name in spec.output_names:
+            if np.isfinite(ref[name]).all() and not np.isfinite(got[name]).all():
                 raise ExportError(
                     f"{spec.name}.{name}: ONNX output has NaN/inf where PyTorch's is finite. A likely cause is an "
                     "additive eps below 1e-8, which the ONNX optimizer deletes (x / (y + 1e-15) becomes 0/0); "
@@ -223,7 +216,6 @@ def verify_finite(path: Path, module: torch.nn.Module, spec: ComponentSpec) -> N
 
 
 class ONNXExporter(Exporter):
-    format = "onnx"
     suffix = ".onnx"
 
     def export(self, module: torch.nn.Module, spec: ComponentSpec, folder: Path, calibration=None) -> list[Path]:
@@ -251,16 +243,3 @@ class ONNXExporter(Exporter):
         check_model(path)
         verify_finite(path, module, spec)
         return files
-
-
-register_target(
-    TargetInfo(
-        name="onnx-fp32",
-        format="onnx",
-        precision=Precision.FP32,
-        requires=("onnx", "onnxruntime", "onnxscript"),
-        extra="onnx",
-        description="ONNX opset 18, FP32; runs anywhere with ONNX Runtime",
-        factory=ONNXExporter,
-    )
-)

@@ -9,30 +9,33 @@ thousand tokens; in INT8 an activation x activation product has no fixed scale w
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from linearsr_edge.errors import ConfigError
-from linearsr_edge.exporters.base import TargetInfo, register_target
-from linearsr_edge.exporters.onnx import ExportError, ONNXExporter, save_onnx
-from linearsr_edge.precision import Precision
+from linearsr_edge.errors import ExportError, QualityGateError
+from linearsr_edge.exporters.onnx import ONNXExporter, save_onnx
+from linearsr_edge.exporters.onnx_options import OnnxInt8Options
 from linearsr_edge.specs import ComponentSpec
 
 log = logging.getLogger(__name__)
 
 _ISLAND_OPS = {"ReduceSum", "ReduceMean", "Div", "Pow", "Sqrt", "Reciprocal", "Softmax"}
 _EPS_CONSUMERS = {"Div", "Sqrt", "Reciprocal"}
+_LAYOUT_OPS = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand"}
 
 
 def fp32_island_nodes(model) -> list[str]:
     """Names of the nodes that must stay FP32 (see the module docstring)."""
     weights = {i.name for i in model.graph.initializer}
     weights |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    # in a QDQ graph a weight reaches its MatMul through DequantizeLinear
+    weights |= {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -45,21 +48,145 @@ def fp32_island_nodes(model) -> list[str]:
             island.append(node.name)
         elif node.op_type == "Add" and any(c.op_type in _EPS_CONSUMERS for c in consumers.get(node.output[0], [])):
             island.append(node.name)  # the eps in front of a division / square root
+    # Layout ops carry an island's value on unchanged (K-sum's Transpose into Q·K-sum): they stay FP32
+    # too, or the token sum would be stored in FP16 between two FP32 nodes (found by the range probe).
+    producer = {o: n for n in model.graph.node for o in n.output}
+    members = set(island)
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.node:
+            if node.op_type in _LAYOUT_OPS and node.name not in members and node.input:
+                source = producer.get(node.input[0])
+                if source is not None and source.name in members:
+                    members.add(node.name)
+                    island.append(node.name)
+                    changed = True
     return island
 
 
-def convert_fp16(model):
+def convert_fp16(model, islands: Sequence[str] | None = None):
     """FP16 graph with FP32 islands and FP32 inputs/outputs."""
     from onnxconverter_common import float16
 
-    block = fp32_island_nodes(model)
+    block = fp32_island_nodes(model) if islands is None else list(islands)
     # Stale value_info (types recorded at FP32) makes the converter emit casts whose declared types
     # disagree with their producers; drop it and let shape inference re-derive it.
     del model.graph.value_info[:]
     return float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
 
 
+FP16_MAX = 65504.0
+FP16_HEADROOM = 8.0  # every FP16 tensor must stay this far below the FP16 maximum
+
+
+def fp16_tensors(model, islands: Sequence[str]) -> list[str]:
+    """The float tensors that the FP16 graph stores in FP16: graph inputs, outputs of non-island nodes,
+    and island outputs read by a non-island node (the cast back to FP16 happens there)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    floats = {
+        v.name
+        for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
+        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    }
+    island = set(islands)
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    out = [v.name for v in model.graph.input if v.name in floats]
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        for name in node.output:
+            if name not in floats:
+                continue
+            if node.name not in island or any(r.name not in island for r in readers.get(name, [])):
+                out.append(name)
+    return out
+
+
+def fp16_range_probe(model, spec: ComponentSpec, islands: Sequence[str]) -> dict:
+    """Prove, with one FP32 run at the largest profile size, that no FP16 tensor of the converted graph
+    overflows: every tensor outside the FP32 islands stays below 65504 / `FP16_HEADROOM`.
+
+    The graph is instrumented with ``ReduceMax(Abs(t))`` per tensor (scalar outputs, so memory stays
+    that of one forward pass) and run by ONNX Runtime in FP32; weights are checked directly. FP16
+    *precision* is the quality gates' job (SQNR / PSNR against the FP32 reference).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from linearsr_edge.runtimes.onnxruntime import ORTSession
+    from linearsr_edge.specs import TensorSpec
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    names = fp16_tensors(model, islands)
+    for i, name in enumerate(names):
+        probe.graph.node.extend(
+            [
+                helper.make_node("Abs", [name], [f"__abs{i}"]),
+                helper.make_node("ReduceMax", [f"__abs{i}"], [f"__max{i}"], keepdims=0),
+            ]
+        )
+        probe.graph.output.append(helper.make_tensor_value_info(f"__max{i}", onnx.TensorProto.FLOAT, []))
+    feeds = spec.dummy_inputs("max", batch=1, seed=3)
+    outputs = tuple(TensorSpec(f"__max{i}", ()) for i in range(len(names)))
+    probe_spec = ComponentSpec(spec.name, spec.kind, spec.inputs, outputs, spec.dims, spec.tolerance)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "probe.onnx"
+        save_onnx(probe, path)
+        values = ORTSession(path, probe_spec).run(feeds)
+    largest, where = 0.0, ""
+    for i, name in enumerate(names):
+        v = float(values[f"__max{i}"])
+        if not v < largest:  # NaN counts as the largest
+            largest, where = v, name
+    weight = max(
+        (
+            float(np.abs(numpy_helper.to_array(t)).max(initial=0.0))
+            for t in model.graph.initializer
+            if t.data_type == onnx.TensorProto.FLOAT
+        ),
+        default=0.0,
+    )
+    lat = feeds["latent"].shape
+    result = {
+        "component": spec.name,
+        "tokens": int(lat[2] * lat[3]),
+        "tensors_checked": len(names),
+        "largest_fp16_tensor": largest,
+        "largest_at": where,
+        "largest_weight": weight,
+        "limit": FP16_MAX / FP16_HEADROOM,
+        "finite": math.isfinite(largest),
+    }
+    if not (largest < result["limit"] and weight < FP16_MAX):
+        raise QualityGateError(
+            f"FP16 range probe: {spec.name} reaches {largest:.4g} at {where!r} (largest weight {weight:.4g}) at "
+            f"{result['tokens']} tokens, above the FP16 limit {FP16_MAX:g} / {FP16_HEADROOM:g}; the precision "
+            "policy does not hold at this resolution: lower --max-resolution or keep this model in FP32"
+        )
+    return result
+
+
 class ONNXFP16Exporter(ONNXExporter):
+    """FP16 with FP32 islands; every expert's FP16 tensors are range-checked at the largest profile size."""
+
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.probes: list[dict] = []
+
+    def manifest_entries(self) -> dict:
+        if not self.probes:
+            return {}
+        worst = max(self.probes, key=lambda p: p["largest_fp16_tensor"])
+        return {"precision_probe": {**worst, "per_component": self.probes}}
+
     def export(
         self,
         module: torch.nn.Module,
@@ -72,42 +199,26 @@ class ONNXFP16Exporter(ONNXExporter):
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             fp32 = super().export(module, spec, Path(tmp))[0]
             model = onnx.load(str(fp32))
+        islands = fp32_island_nodes(model)
+        if spec.kind == "expert":
+            self.probes.append(fp16_range_probe(model, spec, islands))
         try:
-            converted = convert_fp16(model)
+            converted = convert_fp16(model, islands)
         except Exception as exc:  # the converter raises bare ValueError/KeyError on odd graphs
             raise ExportError(f"{spec.name}: FP16 conversion failed: {exc}") from None
         return save_onnx(converted, folder / f"{spec.name}{self.suffix}")
 
 
-@dataclass(frozen=True)
-class Int8Policy:
-    """What `onnx-int8` quantizes. Defaults measured on this project's models (see DESIGN.md):
-    quantizing Mul/Add (adaLN modulation, gates) as well raises the error from ~3 % to ~20 %."""
+def quantize_int8(
+    src: Path,
+    dst: Path,
+    feeds: Sequence[dict[str, np.ndarray]],
+    policy: OnnxInt8Options,
+    islands: set[str] | None = None,
+) -> None:
+    """Static QDQ quantization of ``src`` calibrated on ``feeds`` (this component's own data).
 
-    op_types: tuple[str, ...] = ("MatMul", "Gemm", "Conv")
-    per_channel: bool = True
-    activation_type: str = "uint8"  # unsigned activations run faster on x86 (VNNI u8 x s8)
-    weight_type: str = "int8"
-    method: str = "minmax"  # minmax | entropy | percentile
-    keep_islands_fp32: bool = True  # activation x activation MatMuls and reductions stay FP32
-    # True: ORT's standard QDQ graph, whose quantized ops re-quantize their outputs so that ORT
-    # fuses integer kernels (fast); the Add/Mul behind them then read those re-quantized values.
-    # False: quantized ops' outputs and every other consumer stay FP32 (about +4 dB SQNR here, but
-    # ORT's CPU EP runs it no faster than FP32). See benchmarks/RESULTS.md.
-    fuse_outputs: bool = True
-    exclude_nodes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.activation_type not in ("uint8", "int8") or self.weight_type not in ("uint8", "int8"):
-            raise ConfigError("activation_type and weight_type must be 'uint8' or 'int8'")
-        if self.method not in ("minmax", "entropy", "percentile"):
-            raise ConfigError(f"method must be minmax, entropy or percentile, got {self.method!r}")
-        if not self.op_types:
-            raise ConfigError("op_types must name at least one op type to quantize")
-
-
-def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]], policy: Int8Policy) -> None:
-    """Static QDQ quantization of ``src`` calibrated on ``feeds`` (this component's own data)."""
+    ``islands``: the FP32 island nodes of ``src`` (found here when not given)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -132,7 +243,9 @@ def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]], 
     }[policy.method]
     exclude = list(policy.exclude_nodes)
     if policy.keep_islands_fp32:
-        exclude += fp32_island_nodes(onnx.load(str(src), load_external_data=False))
+        exclude += (
+            sorted(islands) if islands is not None else fp32_island_nodes(onnx.load(str(src), load_external_data=False))
+        )
     quantize_static(
         str(src),
         str(dst),
@@ -152,43 +265,48 @@ def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]], 
     )
 
 
-def restrict_dequantized_consumers(model, op_types: Sequence[str]) -> int:
-    """Give every consumer that is not a quantized op back the FP32 tensor.
+def restrict_dequantized_consumers(model, rewire: Callable[[Any], bool]) -> int:
+    """Give the nodes selected by ``rewire`` the FP32 tensor instead of its quantize-dequantize copy.
 
-    ORT shares one Q/DQ pair among all consumers of a tensor, so the residual Add beside a
-    quantized MatMul would read fake-quantized values. Returns the number of inputs rewired.
+    ORT shares one Q/DQ pair among all consumers of a tensor, so an FP32 island (or, in accurate
+    mode, the residual Add beside a quantized MatMul) would read fake-quantized values. Q/DQ pairs
+    left without readers are removed. Returns the number of inputs rewired.
     """
     producer = {o: n for n in model.graph.node for o in n.output}
-    rewired = 0
-    for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear"]:
+    original = {}
+    for dq in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
         q = producer.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear":
-            continue  # a weight's DQ: only its quantized op reads it
-        original = q.input[0]
-        for node in model.graph.node:
-            if node.op_type in op_types or node is dq:
-                continue
-            for i, name in enumerate(node.input):
-                if name == dq.output[0]:
-                    node.input[i] = original
-                    rewired += 1
+        if q is not None and q.op_type == "QuantizeLinear":  # an activation's pair (weights have DQ only)
+            original[dq.output[0]] = q.input[0]
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not rewire(node):
+            continue
+        for i, name in enumerate(node.input):
+            if name in original:
+                node.input[i] = original[name]
+                rewired += 1
+    _prune_unread(model, ("DequantizeLinear", "QuantizeLinear"))
     return rewired
+
+
+def _prune_unread(model, op_types: tuple[str, ...]) -> None:
+    """Remove nodes of ``op_types`` whose outputs nothing reads (repeatedly: DQ first, then its Q)."""
+    while True:
+        read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type in op_types and not any(o in read for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            model.graph.node.remove(n)
 
 
 class ONNXInt8Exporter(ONNXExporter):
     """Experts: QDQ INT8 calibrated on their own band. Encoder/decoder: FP32 (no band data)."""
 
-    needs_calibration = True
-
-    def __init__(self, policy: Int8Policy | None = None) -> None:
-        self.policy = policy or Int8Policy()
-
-    @classmethod
-    def from_options(cls, options) -> ONNXInt8Exporter:
-        return cls(options.int8_policy)
-
-    def manifest_entries(self) -> dict:
-        return {"int8_policy": dict(self.policy.__dict__)}
+    def __init__(self, options: OnnxInt8Options | None = None) -> None:
+        super().__init__(options or OnnxInt8Options())
+        self.policy: OnnxInt8Options = self.options
 
     def export(
         self,
@@ -204,35 +322,16 @@ class ONNXInt8Exporter(ONNXExporter):
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             fp32 = super().export(module, spec, Path(tmp))[0]
             qdq = Path(tmp) / "qdq.onnx"
-            quantize_int8(fp32, qdq, calibration, self.policy)
             import onnx
 
+            islands = set(fp32_island_nodes(onnx.load(str(fp32), load_external_data=False)))
+            if not self.policy.keep_islands_fp32:
+                islands = set()
+            quantize_int8(fp32, qdq, calibration, self.policy, islands)
             model = onnx.load(str(qdq))
-        if not self.policy.fuse_outputs:
-            restrict_dequantized_consumers(model, self.policy.op_types)
+        quantized = set(self.policy.op_types)
+        if self.policy.fuse_outputs:  # ORT's fused graph; only the FP32 islands get their FP32 inputs back
+            restrict_dequantized_consumers(model, lambda n: n.name in islands)
+        else:
+            restrict_dequantized_consumers(model, lambda n: n.op_type not in quantized or n.name in islands)
         return save_onnx(model, folder / f"{spec.name}{self.suffix}")
-
-
-_ONNX = ("onnx", "onnxruntime", "onnxscript")
-register_target(
-    TargetInfo(
-        name="onnx-fp16",
-        format="onnx",
-        precision=Precision.FP16,
-        requires=(*_ONNX, "onnxconverter_common"),
-        extra="onnx",
-        description="ONNX FP16 with FP32 linear-attention islands; FP32 I/O",
-        factory=ONNXFP16Exporter,
-    )
-)
-register_target(
-    TargetInfo(
-        name="onnx-int8",
-        format="onnx",
-        precision=Precision.INT8,
-        requires=_ONNX,
-        extra="onnx",
-        description="ONNX static QDQ INT8 per expert, calibrated on its own log-SNR band",
-        factory=ONNXInt8Exporter,
-    )
-)

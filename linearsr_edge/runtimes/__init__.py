@@ -1,23 +1,30 @@
-"""Runtime backends, registered by name, and `SRRuntime`. Importing registers every backend module."""
+"""Runtime backends, registered by name, and `SRRuntime`. Importing registers every built-in backend.
+
+Nothing here imports PyTorch: a runtime-only install (``pip install 'linearsr-edge[onnx]'``) runs
+bundles without it.
+"""
 
 from linearsr_edge.runtimes import onnxruntime as _onnxruntime  # noqa: F401  (registers "onnxruntime")
-from linearsr_edge.runtimes import torch as _torch  # noqa: F401  (registers "torch")
 from linearsr_edge.runtimes.base import (
     BackendInfo,
+    BackendOptions,
     Session,
-    SessionOptions,
     backend_names,
     get_backend,
     pick_backend,
     register_backend,
 )
+from linearsr_edge.runtimes.onnxruntime import OrtOptions
+from linearsr_edge.runtimes.residency import Residency
 from linearsr_edge.runtimes.sr import SRRuntime
 
 __all__ = [
     "BackendInfo",
+    "BackendOptions",
+    "OrtOptions",
+    "Residency",
     "SRRuntime",
     "Session",
-    "SessionOptions",
     "backend_names",
     "get_backend",
     "pick_backend",

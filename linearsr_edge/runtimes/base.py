@@ -1,8 +1,10 @@
 """Sessions: named NumPy arrays in, named NumPy arrays out, whatever the backend.
 
 `Session.run` validates against the component's `ComponentSpec` and names the offender, then
-calls the backend's `_run`. Backends register by name with the bundle formats they can run;
-``auto`` picks the highest-priority available backend for a bundle's format.
+calls the backend's `_run`. Backends register by name with the bundle formats they can run and
+the typed options they take; ``auto`` picks the highest-priority installed backend for a
+bundle's format. The PyTorch reference is deliberately *not* a backend (see
+`linearsr_edge.reference`): a bundle is only ever run by a backend of its own format.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from linearsr_edge.errors import BackendUnavailableError, InputSpecError
+from linearsr_edge.errors import BackendUnavailableError, ConfigError, InputSpecError
 from linearsr_edge.registry import Registry, missing_modules
 from linearsr_edge.specs import ComponentSpec
 
@@ -24,16 +26,18 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class SessionOptions:
-    """Backend-neutral session options; backends read what applies to them."""
+class BackendOptions:
+    """What every backend takes; each backend subclasses this with its own fields."""
 
-    threads: int | None = None
-    providers: tuple[str, ...] | None = None  # ONNX Runtime execution providers, in priority order
-    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threads: int | None = None  # intra-op threads; None: the backend's default
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer or None, got {self.threads!r}")
 
 
 class Session(abc.ABC):
-    """One loaded component. Subclasses implement `_run` only."""
+    """One loaded component. Subclasses implement `_run` (and `close` if they hold resources)."""
 
     backend: str = ""
 
@@ -57,8 +61,11 @@ class Session(abc.ABC):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run validated inputs; return every output named in the spec."""
 
+    def close(self) -> None:  # noqa: B027  (sessions without resources need nothing)
+        """Release what the session holds; it is not used again."""
 
-SessionFactory = Callable[["Bundle", str, SessionOptions], Session]
+
+SessionFactory = Callable[["Bundle", str, BackendOptions], Session]
 
 
 @dataclass(frozen=True)
@@ -69,23 +76,35 @@ class BackendInfo:
     extra: str
     priority: int  # higher wins for backend="auto"
     factory: SessionFactory
+    options: type[BackendOptions] = BackendOptions
+    version: Callable[[], str] = lambda: "?"  # the installed package's version, for reports
 
     @property
     def available(self) -> bool:
         return not missing_modules(self)
 
+    def check_options(self, options: BackendOptions | None) -> BackendOptions:
+        """The options to open sessions with: defaults for None, refused when typed for another backend."""
+        if options is None:
+            return self.options()
+        if not isinstance(options, self.options):
+            raise ConfigError(f"backend {self.name!r} takes {self.options.__name__}, got {type(options).__name__}")
+        return options
 
-BACKENDS: Registry[BackendInfo] = Registry("runtime backend")
+
+BACKENDS: Registry[BackendInfo] = Registry("runtime backend", group="linearsr_edge.backends")
 register_backend = BACKENDS.register
 backend_names = BACKENDS.names
 get_backend = BACKENDS.get
 
 
 def pick_backend(fmt: str) -> BackendInfo:
-    """The best available backend for a bundle format (``auto``)."""
+    """The best installed backend for a bundle format (``auto``); `BackendUnavailableError` names the extra."""
     fits = [b for b in BACKENDS.entries() if fmt in b.formats]
     usable = sorted((b for b in fits if b.available), key=lambda b: -b.priority)
     if not usable:
-        extras = ", ".join(sorted({b.extra for b in fits})) or "?"
-        raise BackendUnavailableError(f"no installed backend runs {fmt} bundles; install one of the extras: {extras}")
+        if not fits:
+            raise BackendUnavailableError(f"no registered runtime backend runs {fmt} bundles")
+        extras = " or ".join(f"pip install 'linearsr-edge[{e}]'" for e in sorted({b.extra for b in fits}))
+        raise BackendUnavailableError(f"no installed backend runs {fmt} bundles: {extras}")
     return usable[0]

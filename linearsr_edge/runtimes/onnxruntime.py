@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from linearsr_edge.errors import BundleError
-from linearsr_edge.runtimes.base import BackendInfo, Session, SessionOptions, register_backend
+from linearsr_edge.errors import BundleError, ConfigError
+from linearsr_edge.runtimes.base import BackendInfo, BackendOptions, Session, register_backend
 from linearsr_edge.specs import ComponentSpec
 
 if TYPE_CHECKING:
@@ -27,6 +28,20 @@ PROVIDER_ORDER = (
 )
 
 
+@dataclass(frozen=True)
+class OrtOptions(BackendOptions):
+    """ONNX Runtime session options."""
+
+    providers: tuple[str, ...] | None = None  # execution providers in priority order; None: the best installed
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [p for p in self.provider_options if self.providers is not None and p not in self.providers]
+        if unknown:
+            raise ConfigError(f"provider_options name providers that are not requested: {unknown}")
+
+
 def choose_providers(available: list[str], requested: tuple[str, ...] | None) -> list[str]:
     """Requested providers that are available (in the requested order), else the preferred order."""
     if requested:
@@ -40,11 +55,11 @@ def choose_providers(available: list[str], requested: tuple[str, ...] | None) ->
 class ORTSession(Session):
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, spec: ComponentSpec, options: SessionOptions | None = None) -> None:
+    def __init__(self, path: Path, spec: ComponentSpec, options: OrtOptions | None = None) -> None:
         import onnxruntime as ort
 
         super().__init__(spec)
-        options = options or SessionOptions()
+        options = options or OrtOptions()
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
@@ -62,9 +77,18 @@ class ORTSession(Session):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._outputs, self._sess.run(self._outputs, feeds), strict=True))
 
+    def close(self) -> None:
+        self._sess = None
 
-def _from_bundle(bundle: Bundle, component: str, options: SessionOptions) -> Session:
+
+def _from_bundle(bundle: Bundle, component: str, options: BackendOptions) -> Session:
     return ORTSession(bundle.file(component), bundle.spec(component), options)
+
+
+def _version() -> str:
+    import onnxruntime as ort
+
+    return ort.__version__
 
 
 register_backend(
@@ -75,5 +99,7 @@ register_backend(
         extra="onnx",
         priority=10,
         factory=_from_bundle,
+        options=OrtOptions,
+        version=_version,
     )
 )

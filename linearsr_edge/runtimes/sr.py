@@ -1,54 +1,141 @@
-"""`SRRuntime`: load a bundle on any backend and run the shared sampler loop on its sessions."""
+"""`SRRuntime`: load a bundle on a backend of its format and run the shared host loop on its sessions.
+
+Lifecycle: `SRRuntime.load` verifies the bundle (hashes, schema), picks the backend (``auto``: the
+best installed one for the bundle's format; never the PyTorch reference) and opens sessions
+through the residency policy. `upscale` / `upscale_batch` run the one host loop
+(`linearsr_edge.process`); `close` releases every session. The reference pipeline is the same
+class over PyTorch components (`linearsr_edge.reference.reference_runtime`).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from linearsr_edge.bundle import Bundle
+from linearsr_edge.config import ModelConfig
 from linearsr_edge.errors import InputSpecError
 from linearsr_edge.imaging import check_image
-from linearsr_edge.pipeline import SampleOptions, SRProcess, UpscaleResult
-from linearsr_edge.runtimes.base import Session, SessionOptions, get_backend, pick_backend
+from linearsr_edge.process import SampleOptions, SRProcess, UpscaleResult
+from linearsr_edge.runtimes.base import BackendOptions, Session, get_backend, pick_backend
+from linearsr_edge.runtimes.residency import Residency, ResidentSessions
+from linearsr_edge.specs import ComponentSpec
+from linearsr_edge.tags import TagVocabulary
+
+log = logging.getLogger(__name__)
 
 
 class SRRuntime:
-    """Super-resolution from an exported bundle.
+    """Super-resolution from an exported bundle (or, through `reference_runtime`, from PyTorch modules).
 
-    >>> rt = SRRuntime.load("bundle/")              # backend="auto": best installed for the format
-    >>> sr = rt.upscale(image_uint8_hw3).image       # uint8 [H*s, W*s, 3]
+    >>> rt = SRRuntime.load("bundle/")                 # backend="auto", residency="all"
+    >>> sr = rt.upscale(image_uint8_hw3).image          # uint8 [H*s, W*s, 3]
+    >>> srs = rt.upscale_batch([a, b, c])               # expert-major; equal sizes share a batch
     """
 
-    def __init__(self, bundle: Bundle, sessions: dict[str, Session], backend: str) -> None:
-        self.bundle, self.sessions, self.backend = bundle, sessions, backend
-        self.cfg = bundle.cfg
-        self.process = SRProcess(self.cfg, bundle.codec_factor, self._encode, self._decode, self._expert, bundle.tags())
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        codec_factor: int,
+        specs: dict[str, ComponentSpec],
+        opener: Callable[[str], Session],
+        backend: str,
+        tags: TagVocabulary | None = None,
+        residency: Residency = "all",
+        sizes: dict[str, int] | None = None,
+        bundle: Bundle | None = None,
+        options: BackendOptions | None = None,
+    ) -> None:
+        self.cfg, self.backend, self.bundle, self.options = cfg, backend, bundle, options
+        self._specs = dict(specs)
+        kinds = {name: spec.kind for name, spec in self._specs.items()}
+        self._residents = ResidentSessions(opener, kinds, sizes or {}, residency)
+        max_batch = self._specs["expert_0"].dims["batch"].max
+        self.process = SRProcess(cfg, codec_factor, self._encode, self._decode, self._expert, tags, max_batch=max_batch)
 
     @classmethod
-    def load(cls, path: str | Path | Bundle, backend: str = "auto", options: SessionOptions | None = None) -> SRRuntime:
-        """Verify the bundle (hashes, schema) and open one session per component."""
+    def load(
+        cls,
+        path: str | Path | Bundle,
+        backend: str = "auto",
+        options: BackendOptions | None = None,
+        residency: Residency = "all",
+    ) -> SRRuntime:
+        """Verify the bundle (hashes, schema) and open its sessions on ``backend`` per ``residency``.
+
+        ``backend="auto"`` takes the best installed backend for the bundle's format and raises
+        `BackendUnavailableError` (naming the pip extra) when none is installed.
+        """
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
         info = pick_backend(bundle.format) if backend == "auto" else get_backend(backend)
         if bundle.format not in info.formats:
             raise InputSpecError(f"backend {info.name!r} cannot run {bundle.format} bundles ({bundle.target})")
-        options = options or SessionOptions()
-        sessions = {name: info.factory(bundle, name, options) for name in bundle.component_names()}
-        return cls(bundle, sessions, info.name)
+        options = info.check_options(options)
+        verification = bundle.manifest.get("verification") or {}
+        if verification.get("verified") is False:
+            log.warning("%s is not verified: %s", bundle.path, verification.get("reason", "no reason recorded"))
+        names = bundle.component_names()
+        return cls(
+            bundle.cfg,
+            bundle.codec_factor,
+            {n: bundle.spec(n) for n in names},
+            lambda name: info.factory(bundle, name, options),
+            info.name,
+            tags=bundle.tags(),
+            residency=residency,
+            sizes={n: bundle.component_bytes(n) for n in names},
+            bundle=bundle,
+            options=options,
+        )
+
+    # -- components --------------------------------------------------------------------------
+    def component_names(self) -> list[str]:
+        return list(self._specs)
+
+    def spec(self, component: str) -> ComponentSpec:
+        if component not in self._specs:
+            raise InputSpecError(f"no component {component!r}; has {', '.join(self._specs)}")
+        return self._specs[component]
+
+    def run_component(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one component on named arrays (validated against its spec), opening it if needed."""
+        self.spec(component)
+        return self._residents.get(component).run(feeds)
+
+    def open_counts(self) -> dict[str, int]:
+        """How often each component's session has been opened since load."""
+        return dict(self._residents.opens)
+
+    def open_components(self) -> list[str]:
+        return self._residents.open_names()
+
+    def close(self) -> None:
+        """Close every open session; the runtime reopens them on the next call."""
+        self._residents.close_all()
+
+    def __enter__(self) -> SRRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # the three component functions the shared loop calls
     def _encode(self, image: np.ndarray) -> np.ndarray:
-        return self.sessions["encoder"].run({"image": image})["latent"]
+        return self.run_component("encoder", {"image": image})["latent"]
 
     def _decode(self, latent: np.ndarray) -> np.ndarray:
-        return self.sessions["decoder"].run({"latent": latent})["image"]
+        return self.run_component("decoder", {"latent": latent})["image"]
 
     def _expert(self, k: int, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.sessions[f"expert_{k}"].run(feeds)["velocity"]
+        return self.run_component(f"expert_{k}", feeds)["velocity"]
 
+    # -- sizes -------------------------------------------------------------------------------
     def input_limits(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """((min H, max H), (min W, max W)) of an input image whose output fits the exported profile."""
-        dims, s = self.bundle.spec("encoder").dims, self.cfg.upscale
+        dims, s = self.spec("encoder").dims, self.cfg.upscale
         (h_lo, h_hi), (w_lo, w_hi) = ((-(-dims[a].min // s), dims[a].max // s) for a in ("img_height", "img_width"))
         return (h_lo, h_hi), (w_lo, w_hi)
 
@@ -72,15 +159,28 @@ class SRRuntime:
         y, x = max(0, (h - max_h) // 2), max(0, (w - max_w) // 2)
         return np.ascontiguousarray(image[y : y + min(h, max_h), x : x + min(w, max_w)])
 
+    # -- the job -----------------------------------------------------------------------------
     def upscale(self, image: np.ndarray, opts: SampleOptions | None = None, **kwargs) -> UpscaleResult:
-        """``uint8 [H, W, 3]`` -> `UpscaleResult` (same contract as `SRPipeline.upscale`)."""
+        """``uint8 [H, W, 3]`` -> `UpscaleResult` with ``uint8 [H*s, W*s, 3]``."""
         image = check_image(image)
         self.check_size(*image.shape[:2])
         return self.process.upscale(image, opts, **kwargs)
 
+    def upscale_batch(
+        self, images: Sequence[np.ndarray], opts: SampleOptions | None = None, **kwargs
+    ) -> list[UpscaleResult]:
+        """Several images in one expert-major pass (see `SRProcess.upscale_batch`); results in input order."""
+        images = [check_image(img, f"image {i}") for i, img in enumerate(images)]
+        for img in images:
+            self.check_size(*img.shape[:2])
+        return self.process.upscale_batch(images, opts, **kwargs)
+
+    # -- accounting --------------------------------------------------------------------------
     def session_seconds(self) -> float:
-        return sum(s.seconds for s in self.sessions.values())
+        """Seconds spent inside sessions since load (or `reset_timers`), closed sessions included."""
+        return self._residents.closed_seconds + sum(s.seconds for s in self._residents.sessions())
 
     def reset_timers(self) -> None:
-        for s in self.sessions.values():
+        self._residents.closed_seconds = 0.0
+        for s in self._residents.sessions():
             s.seconds, s.calls = 0.0, 0

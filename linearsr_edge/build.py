@@ -1,0 +1,311 @@
+"""Build a bundle for one target, in named stages:
+
+resolve the source -> calibrate -> export the components -> verify -> commit.
+
+Verification runs the target's *own* backend (a backend registered for the target's format)
+against the PyTorch reference; where no such backend is installed, the bundle is written with
+``"verified": false`` and the reason, and is verified where it runs. Nothing is ever verified by
+comparing PyTorch with itself. One row type (`CheckRow`) reports FP32 parity and FP16/INT8 gates,
+and one `QualityThresholds` per precision sets the limits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from linearsr_edge.bundle import Bundle, BundleWriter
+from linearsr_edge.calibration import CalibrationOptions, CalibrationSet, QualityThresholds, collect, images_from_dir
+from linearsr_edge.components import component_module
+from linearsr_edge.demo import load_demo, sample_images
+from linearsr_edge.errors import BackendUnavailableError, ConfigError
+from linearsr_edge.exporters import TargetInfo, get_target
+from linearsr_edge.exporters.base import Exporter
+from linearsr_edge.imaging import read_image
+from linearsr_edge.model.folder import ModelFolder, load_model_folder
+from linearsr_edge.parity import CheckRow, enforce, max_abs_row, psnr_row, sqnr_row
+from linearsr_edge.process import SampleOptions
+from linearsr_edge.reference import call_module
+from linearsr_edge.runtimes import SRRuntime, pick_backend
+from linearsr_edge.specs import ComponentSpec, Profile, component_specs
+from linearsr_edge.tags import NULL_TAG, TagVocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    target: str
+    out: Path
+    checkpoint: Path | None = None  # a model folder; None = the bundled demo model
+    profile: Profile = field(default_factory=Profile)
+    tags: tuple[str, ...] = ()
+    cond_file: Path | None = None
+    text_encoder: Path | None = None  # a local transformers folder that encodes --tags
+    overwrite: bool = False
+    thresholds: QualityThresholds | None = None  # None: the target precision's defaults
+    target_options: Any = None  # the target's own options (`TargetInfo.options`); None: its defaults
+    progress: bool = True
+    # targets without calibration: the photo of the end-to-end check (default: the demo sample)
+    parity_image: Path | None = None
+    # targets with calibration (FP16: held-out data for the gates; INT8: band samples too)
+    calib_dir: Path | None = None  # default: the demo's sample photos
+    calib_source: Iterable[np.ndarray] | None = None  # from Python: any iterable of uint8 [H, W, 3] images
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+
+
+@dataclass
+class Source:
+    """What the export reads: the model, its record for the manifest, the component specs, the tags."""
+
+    folder: ModelFolder
+    record: dict[str, Any]
+    specs: list[ComponentSpec]
+    tags: TagVocabulary | None
+
+
+@dataclass
+class Verification:
+    verified: bool
+    rows: list[CheckRow]
+    thresholds: QualityThresholds
+    backend: str | None = None
+    backend_version: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"verified": self.verified, "thresholds": self.thresholds.__dict__}
+        if self.verified:
+            d.update(backend=self.backend, backend_version=self.backend_version)
+        else:
+            d["reason"] = self.reason
+        d["rows"] = [r.to_dict() for r in self.rows]
+        return d
+
+
+@dataclass
+class ExportResult:
+    bundle: Bundle
+    verification: Verification
+
+    @property
+    def rows(self) -> list[CheckRow]:
+        return self.verification.rows
+
+
+# -- stage 1: the source --------------------------------------------------------------------------
+def resolve_source(opts: ExportOptions) -> Source:
+    """Load the model, check the profile against it and this machine, resolve the tag vocabulary."""
+    if opts.checkpoint is None:
+        folder, record = load_demo(), {"kind": "demo"}
+    else:
+        folder = load_model_folder(opts.checkpoint)
+        record = {"kind": "folder", "path": str(Path(opts.checkpoint).resolve())}
+    opts.profile.check_model(folder.cfg, folder.codec.factor)
+    specs = component_specs(folder.cfg, opts.profile, folder.codec.factor)
+    return Source(folder, record, specs, resolve_tags(folder, opts))
+
+
+def resolve_tags(folder: ModelFolder, opts: ExportOptions) -> TagVocabulary | None:
+    """The tag vocabulary cached in the bundle: ``--tags`` encoded by ``--text-encoder`` or read from
+    ``--cond-file``, else the model's own vocabulary."""
+    if opts.text_encoder is not None and opts.cond_file is not None:
+        raise ConfigError("give --text-encoder or --cond-file, not both")
+    if opts.text_encoder is not None:
+        from linearsr_edge.textenc import encode_tags
+
+        return encode_tags(opts.text_encoder, opts.tags, folder.cfg.cond_dim)
+    if opts.cond_file is not None:
+        return _tags_from_file(opts.cond_file, opts.tags, folder.cfg.cond_dim)
+    if opts.tags and folder.tags is None:
+        raise ConfigError("this model has no tag vocabulary: give --text-encoder or --cond-file for the tags")
+    if opts.tags and folder.tags is not None:
+        folder.tags.indices(opts.tags)  # unknown tags fail here, naming the tag
+    return folder.tags
+
+
+def _tags_from_file(path: Path, tags: tuple[str, ...], dim: int) -> TagVocabulary:
+    """An ``.npz`` with one ``[D]`` embedding per tag name, plus ``<null>`` (or an all-zero null)."""
+    try:
+        data = dict(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read cond file {path}: {exc}") from None
+    names = list(tags) or [n for n in data if n != NULL_TAG]
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ConfigError(f"cond file {path} has no embedding for tags {missing} (has {sorted(data)})")
+    rows = [np.asarray(data[n], np.float32).reshape(-1) for n in names]
+    null = np.asarray(data.get(NULL_TAG, np.zeros(dim)), np.float32).reshape(-1)
+    bad = [n for n, r in zip([*names, NULL_TAG], [*rows, null], strict=True) if r.shape != (dim,)]
+    if bad:
+        raise ConfigError(f"cond file {path}: embeddings for {bad} are not [{dim}] (the model's cond_dim)")
+    return TagVocabulary((*names, NULL_TAG), np.stack([*rows, null]))
+
+
+# -- stage 2: calibration -------------------------------------------------------------------------
+def calibration_images(opts: ExportOptions) -> Iterable:
+    if opts.calib_source is not None:
+        return opts.calib_source
+    if opts.calib_dir is not None:
+        return images_from_dir(opts.calib_dir)
+    samples = sample_images()
+    if not samples:
+        raise ConfigError("no calibration images: pass --calib-dir (the demo samples are missing)")
+    return images_from_dir(samples[0].parent)
+
+
+def calibrate(source: Source, target: TargetInfo, opts: ExportOptions) -> CalibrationSet | None:
+    """Band-stratified data from the FP32 reference: held-out data for the gates and, for INT8, each
+    expert's calibration samples. None for targets that need neither."""
+    if target.calibration == "none":
+        return None
+    copts = replace(opts.calibration, progress=opts.progress)
+    if target.calibration == "heldout":
+        copts = replace(copts, samples_per_expert=0)
+    return collect(source.folder.reference().process, calibration_images(opts), copts)
+
+
+# -- stage 3: the components ----------------------------------------------------------------------
+def export_components(
+    source: Source, exporter: Exporter, calib: CalibrationSet | None, writer: BundleWriter, opts: ExportOptions
+) -> dict[str, Any]:
+    """Every component into the writer's folder; returns the manifest's ``components`` entries."""
+    components = {}
+    bar = tqdm(source.specs, desc=f"export {opts.target}", unit="component", disable=not opts.progress)
+    for spec in bar:
+        bar.set_postfix_str(spec.name)
+        data = None
+        if calib is not None and spec.kind == "expert" and calib.samples.get(int(spec.name[7:])):
+            data = calib.samples[int(spec.name[7:])]
+        files = exporter.export(component_module(source.folder, spec.name), spec, writer.tmp, calibration=data)
+        components[spec.name] = {
+            "file": files[0].name,
+            "files": [f.name for f in files],
+            "bytes": sum(f.stat().st_size for f in files),
+            "spec": spec.to_dict(),
+        }
+    if source.tags is not None:
+        writer.write_tags(source.tags)
+    return components
+
+
+# -- stage 4: verification ------------------------------------------------------------------------
+def verify(
+    source: Source, target: TargetInfo, calib: CalibrationSet | None, staged: Bundle, opts: ExportOptions
+) -> Verification:
+    """Run the staged bundle on the target's own backend and check it against the PyTorch reference."""
+    thresholds = opts.thresholds or QualityThresholds.default(target.precision)
+    try:
+        backend = pick_backend(target.format)
+    except BackendUnavailableError as exc:
+        return Verification(False, [], thresholds, reason=f"not verified on this machine: {exc}")
+    runtime = SRRuntime.load(staged, backend=backend.name)
+    reference = source.folder.reference()
+    try:
+        if calib is None:
+            rows = _parity_rows(source, runtime, thresholds, opts)
+        else:
+            rows = _gate_rows(source, runtime, reference, calib, thresholds, opts.progress)
+    finally:
+        runtime.close()
+    return Verification(True, rows, thresholds, backend.name, backend.version())
+
+
+def _parity_rows(
+    source: Source, runtime: SRRuntime, thresholds: QualityThresholds, opts: ExportOptions
+) -> list[CheckRow]:
+    """FP32: each component's max abs error at two profile corners (experts: SQNR too), and end to end."""
+    rows = []
+    for spec in tqdm(source.specs, desc="parity", unit="component", disable=not opts.progress):
+        module = component_module(source.folder, spec.name)
+        refs, gots = [], []
+        for which, batch in (("opt", min(2, spec.dims["batch"].max)), ("min", 1)):
+            feeds = spec.dummy_inputs(which, batch=batch, seed=7)
+            ref, got = call_module(module, spec, feeds), runtime.run_component(spec.name, feeds)
+            for name in spec.output_names:
+                case = f"{which} b{batch}" + (f" {name}" if len(spec.output_names) > 1 else "")
+                rows.append(max_abs_row(spec.name, case, ref[name], got[name], spec.tolerance))
+                refs.append(ref[name])
+                gots.append(got[name])
+        if spec.kind == "expert":
+            rows.append(sqnr_row(spec.name, "opt and min corners", refs, gots, thresholds.expert_sqnr_db))
+    image_path = opts.parity_image or next(iter(sample_images()), None)
+    if image_path is not None:
+        image = runtime.crop_to_profile(read_image(image_path))
+        sample = SampleOptions(seed=0)
+        ref = source.folder.reference().upscale(image, sample).image
+        got = runtime.upscale(image, sample).image
+        rows.append(psnr_row(f"end-to-end {image_path.name}", [ref], [got], thresholds.e2e_psnr_db))
+    return rows
+
+
+def _gate_rows(
+    source: Source,
+    runtime: SRRuntime,
+    reference: SRRuntime,
+    calib: CalibrationSet,
+    thresholds: QualityThresholds,
+    progress: bool,
+) -> list[CheckRow]:
+    """FP16 / INT8: per-expert SQNR on held-out band data, end-to-end PSNR on held-out photos."""
+    rows = []
+    for k in tqdm(range(source.folder.cfg.num_experts), desc="quality gates", unit="expert", disable=not progress):
+        name = f"expert_{k}"
+        feeds = calib.heldout[k]
+        refs = [reference.run_component(name, f)["velocity"] for f in feeds]
+        tests = [runtime.run_component(name, f)["velocity"] for f in feeds]
+        rows.append(sqnr_row(name, f"{len(feeds)} held-out band inputs", refs, tests, thresholds.expert_sqnr_db))
+    sample = SampleOptions(seed=0)
+    images = [runtime.crop_to_profile(img) for img in calib.heldout_images]
+    refs = [reference.upscale(img, sample).image for img in images]
+    tests = [runtime.upscale(img, sample).image for img in images]
+    rows.append(psnr_row(f"mean over {len(images)} held-out photos", refs, tests, thresholds.e2e_psnr_db))
+    return rows
+
+
+# -- the whole build ------------------------------------------------------------------------------
+def build_bundle(opts: ExportOptions) -> ExportResult:
+    """Export every component for ``opts.target`` into ``opts.out`` (atomically) and verify it there.
+
+    Raises `QualityGateError` (and writes nothing) when a check misses its limit.
+    """
+    from linearsr_edge import __version__
+
+    target = get_target(opts.target)
+    exporter = target.make_exporter(opts.target_options)
+    source = resolve_source(opts)
+    calib = calibrate(source, target, opts)
+    with BundleWriter(opts.out, overwrite=opts.overwrite) as writer:
+        components = export_components(source, exporter, calib, writer, opts)
+        writer.manifest.update(
+            {
+                "package_version": __version__,
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "target": target.name,
+                "format": target.format,
+                "precision": target.precision.value,
+                "model": source.folder.cfg.to_dict(),
+                "codec": {**source.folder.codec.to_config(), "factor": source.folder.codec.factor},
+                "bands": [[b.low, b.high] for b in source.folder.cfg.bands],
+                "profile": opts.profile.to_dict(),
+                "source": source.record,
+                "components": components,
+                "tags": {"names": list(source.tags.names), "file": "cond/tags.npy"} if source.tags else None,
+                "calibration": calib.summary() if calib is not None and target.calibration == "full" else None,
+                "target_options": dict(exporter.options.__dict__) if exporter.options is not None else {},
+            }
+        )
+        writer.manifest.update(exporter.manifest_entries())
+        staged = Bundle(writer.tmp, {**writer.manifest, "files": {}})
+        verification = verify(source, target, calib, staged, opts)
+        writer.manifest["verification"] = verification.to_dict()
+        enforce(verification.rows, opts.target, opts.out)
+        bundle = writer.commit()
+    return ExportResult(bundle, verification)

@@ -1,0 +1,185 @@
+"""The backend-neutral host loop: LR images -> bicubic x s -> encode -> sample the plan -> decode -> SR images.
+
+Pure NumPy + Pillow (no torch): every runtime, the PyTorch reference included, supplies only the
+three component functions and runs this same loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from linearsr_edge.config import ModelConfig
+from linearsr_edge.errors import ConfigError
+from linearsr_edge.imaging import (
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    bicubic_resize,
+    check_image,
+    check_output_size,
+    from_model,
+    pad_to_multiple,
+    to_model,
+)
+from linearsr_edge.schedule import StepPlan, make_plan, sample_many
+from linearsr_edge.tags import TagVocabulary
+
+# Components as functions of NumPy arrays: what every backend provides.
+EncodeFn = Callable[[np.ndarray], np.ndarray]  # image [B, 3, H, W] -> latent [B, C, h, w]
+DecodeFn = Callable[[np.ndarray], np.ndarray]  # latent -> image
+ExpertFn = Callable[[int, dict[str, np.ndarray]], np.ndarray]  # (k, {latent, lr_latent, sigma, cond}) -> velocity
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """Per-call sampling options; ``None`` takes the model config's default."""
+
+    steps: int | None = None
+    start_sigma: float | None = None
+    shift: float | None = None
+    solver: str = "euler"
+    seed: int = 0
+    tags: tuple[str, ...] = ()
+    max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+
+
+@dataclass
+class UpscaleResult:
+    image: np.ndarray  # uint8 [H*s, W*s, 3]
+    plan: StepPlan
+    steps_per_expert: list[int]
+    seconds: float  # the whole call (for a batch: the whole batch)
+    timings: dict[str, float] = field(default_factory=dict)
+    batch_size: int = 1  # images that shared this call
+
+
+@dataclass
+class _Group:
+    """Images of one size that run as one batch."""
+
+    indices: list[int]
+    lr_latent: np.ndarray  # [n, C, h, w]
+    x: np.ndarray  # [n, C, h, w], the noisy start
+    out_hw: tuple[int, int]
+
+
+@dataclass
+class SRProcess:
+    """The backend-neutral host loop around three component functions."""
+
+    cfg: ModelConfig
+    codec_factor: int
+    encode: EncodeFn
+    decode: DecodeFn
+    expert: ExpertFn
+    tags: TagVocabulary | None = None
+    max_batch: int = 1 << 30  # the components' largest batch
+
+    def plan(self, opts: SampleOptions) -> StepPlan:
+        steps = self.cfg.default_steps if opts.steps is None else opts.steps
+        start = self.cfg.start_sigma if opts.start_sigma is None else opts.start_sigma
+        shift = self.cfg.flow_shift if opts.shift is None else opts.shift
+        return make_plan(self.cfg.bands, steps, shift, start, opts.solver)
+
+    def cond(self, tags: Sequence[str]) -> np.ndarray:
+        if self.tags is None:
+            if tags:
+                raise ConfigError("this model has no tag vocabulary; pass cond embeddings instead of tags")
+            return np.zeros((1, self.cfg.cond_dim), np.float32)
+        return self.tags.encode(tags)
+
+    def upscale(
+        self,
+        image: np.ndarray,
+        opts: SampleOptions | None = None,
+        cond: np.ndarray | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> UpscaleResult:
+        """``uint8 [H, W, 3]`` -> `UpscaleResult` with ``uint8 [H*s, W*s, 3]``."""
+        return self.upscale_batch([image], opts, cond, on_step)[0]
+
+    def upscale_batch(
+        self,
+        images: Sequence[np.ndarray],
+        opts: SampleOptions | None = None,
+        cond: np.ndarray | None = None,
+        on_step: Callable[[int], None] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[UpscaleResult]:
+        """Several ``uint8 [H, W, 3]`` images, expert-major: every image's steps of band k run before band k + 1.
+
+        Images of equal size share one batch (up to ``max_batch``); other sizes run beside them in
+        lockstep. Image i draws its noise from ``seeds[i]`` (default ``opts.seed``), so its result
+        equals ``upscale(images[i])`` with that seed.
+        """
+        opts = opts or SampleOptions()
+        t0 = time.perf_counter()
+        images = [check_image(img, f"image {i}") for i, img in enumerate(images)]
+        if not images:
+            return []
+        seeds = [opts.seed] * len(images) if seeds is None else list(seeds)
+        if len(seeds) != len(images):
+            raise ConfigError(f"{len(images)} images but {len(seeds)} seeds")
+        s = self.cfg.upscale
+        for img in images:
+            check_output_size(img.shape[0], img.shape[1], s, opts.max_pixels)
+        plan = self.plan(opts)
+        cond = self.cond(opts.tags) if cond is None else np.asarray(cond, np.float32)
+        if cond.ndim != 2 or cond.shape[1] != self.cfg.cond_dim:
+            raise ConfigError(f"cond must be [L, {self.cfg.cond_dim}], got {cond.shape}")
+        groups = [self._prepare(images, idx, seeds, float(plan.sigma[0])) for idx in self._batches(images)]
+
+        def velocity_for(g: _Group):
+            cond_b = np.repeat(cond[None], len(g.indices), axis=0)  # [n, L, D]
+
+            def velocity(k: int, xt: np.ndarray, sigma: float) -> np.ndarray:
+                feeds = {
+                    "latent": xt.astype(np.float32, copy=False),
+                    "lr_latent": g.lr_latent,
+                    "sigma": np.full((xt.shape[0],), sigma, np.float32),
+                    "cond": cond_b,
+                }
+                return self.expert(k, feeds)
+
+            return velocity
+
+        t1 = time.perf_counter()
+        finals = sample_many(plan, [g.x for g in groups], [velocity_for(g) for g in groups], on_step)
+        t2 = time.perf_counter()
+        outputs: dict[int, np.ndarray] = {}
+        for g, x0 in zip(groups, finals, strict=True):
+            if self.cfg.parameterization == "residual":
+                x0 = g.lr_latent + x0 / self.cfg.residual_scale
+            decoded = self.decode(x0.astype(np.float32))  # [n, 3, H', W']
+            for j, i in enumerate(g.indices):
+                outputs[i] = from_model(decoded[j, :, : g.out_hw[0], : g.out_hw[1]])
+        t3 = time.perf_counter()
+        timings = {"prepare": t1 - t0, "sample": t2 - t1, "decode": t3 - t2}
+        per = plan.steps_per_expert(self.cfg.num_experts)
+        return [UpscaleResult(outputs[i], plan, per, t3 - t0, dict(timings), len(images)) for i in range(len(images))]
+
+    def _batches(self, images: list[np.ndarray]) -> list[list[int]]:
+        """Indices grouped by image size, in first-seen order, each group cut to ``max_batch``."""
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            by_size.setdefault(img.shape[:2], []).append(i)
+        step = max(1, self.max_batch)
+        return [idx[j : j + step] for idx in by_size.values() for j in range(0, len(idx), step)]
+
+    def _prepare(self, images: list[np.ndarray], indices: list[int], seeds: list[int], sigma0: float) -> _Group:
+        s = self.cfg.upscale
+        ups = []
+        for i in indices:
+            h, w = images[i].shape[:2]
+            up = bicubic_resize(to_model(images[i]), h * s, w * s)  # [3, sH, sW]
+            up, out_hw = pad_to_multiple(up, self.codec_factor * self.cfg.patch_size)
+            ups.append(up)
+        lr_latent = self.encode(np.stack(ups)).astype(np.float32)  # [n, C, h', w']
+        shape = (1, *lr_latent.shape[1:])
+        noise = np.concatenate([np.random.default_rng(seeds[i]).standard_normal(shape, np.float32) for i in indices])
+        # x0 estimate at the start: the LR latent itself (latent mode) or a zero residual.
+        x0_guess = lr_latent if self.cfg.parameterization == "latent" else np.zeros_like(lr_latent)
+        x = ((1.0 - sigma0) * x0_guess + sigma0 * noise).astype(np.float32)
+        return _Group(list(indices), lr_latent, x, out_hw)

@@ -1,0 +1,68 @@
+"""The PyTorch reference: the single source of truth that exports trace and every check compares against.
+
+It is not a runtime backend (a bundle never runs on it, ``auto`` never picks it); it is used by
+name where a reference is meant: export verification, quality gates, calibration, tests, and
+``linearsr-upscale`` without ``--bundle``. `reference_runtime` is the same `SRRuntime` (one host
+loop) over PyTorch modules instead of bundle sessions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from linearsr_edge.components import component_module_of
+from linearsr_edge.errors import ConfigError
+from linearsr_edge.model.codec import LatentCodec
+from linearsr_edge.model.experts import SNRExperts
+from linearsr_edge.runtimes.base import Session
+from linearsr_edge.runtimes.sr import SRRuntime
+from linearsr_edge.specs import ComponentSpec, Profile, component_specs
+from linearsr_edge.tags import TagVocabulary
+
+# The reference takes any size a model can: its specs only bound what no input reaches.
+UNBOUNDED = Profile(
+    min_hw=(1, 1), opt_hw=(256, 256), max_hw=(1 << 16, 1 << 16), batch=(1, 1, 1 << 12), cond_len=(1, 2, 1 << 12)
+)
+
+
+@torch.inference_mode()
+def call_module(module: nn.Module, spec: ComponentSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``module`` on named NumPy feeds in the spec's input order; named FP32 NumPy outputs."""
+    out = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in spec.input_names))
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return {n: o.float().numpy() for n, o in zip(spec.output_names, outs, strict=True)}
+
+
+class ReferenceSession(Session):
+    """A PyTorch module behind the `Session` interface (validated like every backend's session)."""
+
+    backend = "reference"
+
+    def __init__(self, module: nn.Module, spec: ComponentSpec) -> None:
+        super().__init__(spec)
+        self.module = module.eval()
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return call_module(self.module, self.spec, feeds)
+
+
+def reference_runtime(
+    experts: SNRExperts,
+    codec: LatentCodec,
+    tags: TagVocabulary | None = None,
+    profile: Profile = UNBOUNDED,
+) -> SRRuntime:
+    """The reference pipeline: FP32 PyTorch experts and codec in the shared host loop."""
+    if codec.latent_channels != experts.cfg.latent_channels:
+        raise ConfigError(
+            f"codec gives {codec.latent_channels} latent channels, model expects {experts.cfg.latent_channels}"
+        )
+    cfg = experts.cfg
+    specs = {s.name: s for s in component_specs(cfg, profile, codec.factor)}
+
+    def opener(name: str) -> Session:
+        return ReferenceSession(component_module_of(experts, codec, name), specs[name])
+
+    return SRRuntime(cfg, codec.factor, specs, opener, "reference", tags=tags)

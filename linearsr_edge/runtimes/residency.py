@@ -1,0 +1,103 @@
+"""Residency: when component sessions open and close.
+
+``"all"`` opens every component at load and keeps it. ``"one"`` keeps the encoder and decoder
+resident and at most one expert: the host loop runs expert-major, so each expert opens once per
+`upscale_batch`. An integer is a byte budget for the resident sessions, sized by their files in
+the bundle: experts are kept, least recently used first out, while they fit beside the codec.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+
+from linearsr_edge.errors import ConfigError
+from linearsr_edge.runtimes.base import Session
+
+log = logging.getLogger(__name__)
+
+Residency = str | int  # "all", "one" or a byte budget
+
+
+def check_residency(residency: Residency) -> Residency:
+    if isinstance(residency, bool) or not (
+        residency in ("all", "one") or (isinstance(residency, int) and residency > 0)
+    ):
+        raise ConfigError(f"residency must be 'all', 'one' or a positive byte budget, got {residency!r}")
+    return residency
+
+
+class ResidentSessions:
+    """Opens sessions on demand through ``opener`` and closes experts as the policy requires."""
+
+    def __init__(
+        self,
+        opener: Callable[[str], Session],
+        kinds: dict[str, str],
+        sizes: dict[str, int],
+        residency: Residency = "all",
+    ) -> None:
+        self.policy = check_residency(residency)
+        self._opener, self._kinds, self._sizes = opener, kinds, sizes
+        self._open: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.RLock()
+        self.opens: Counter[str] = Counter()
+        self.closed_seconds = 0.0  # time spent in sessions that are closed since
+        if isinstance(self.policy, int):
+            codec = sum(sizes.get(n, 0) for n, k in kinds.items() if k != "expert")
+            biggest = max((sizes.get(n, 0) for n, k in kinds.items() if k == "expert"), default=0)
+            if codec + biggest > self.policy:
+                raise ConfigError(
+                    f"residency budget {self.policy:,} bytes is below the codec ({codec:,} bytes) plus the "
+                    f"largest expert ({biggest:,} bytes); raise it or use residency='one'"
+                )
+        eager = list(kinds) if self.policy == "all" else [n for n, k in kinds.items() if k != "expert"]
+        for name in eager:
+            self.get(name)
+
+    def get(self, name: str) -> Session:
+        with self._lock:
+            if name in self._open:
+                self._open.move_to_end(name)
+                return self._open[name]
+            if self._kinds.get(name) == "expert":
+                self._make_room(name)
+            session = self._opener(name)
+            self._open[name] = session
+            self.opens[name] += 1
+            return session
+
+    def _make_room(self, name: str) -> None:
+        if self.policy == "all":
+            return
+        experts = [n for n in self._open if self._kinds.get(n) == "expert"]  # least recently used first
+        if self.policy == "one":
+            for n in experts:
+                self._close(n)
+            return
+        used = sum(self._sizes.get(n, 0) for n in self._open)
+        while experts and used + self._sizes.get(name, 0) > self.policy:
+            victim = experts.pop(0)
+            used -= self._sizes.get(victim, 0)
+            self._close(victim)
+
+    def _close(self, name: str) -> None:
+        session = self._open.pop(name)
+        self.closed_seconds += session.seconds
+        session.close()
+        log.debug("closed %s", name)
+
+    def open_names(self) -> list[str]:
+        with self._lock:
+            return list(self._open)
+
+    def sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._open.values())
+
+    def close_all(self) -> None:
+        with self._lock:
+            for name in list(self._open):
+                self._close(name)
