@@ -29,10 +29,16 @@ def setup_logging(verbose: bool = False) -> None:
     pkg.setLevel(logging.DEBUG if verbose else logging.INFO)
     pkg.propagate = False
     if not verbose:
-        warnings.filterwarnings("ignore")
-        logging.getLogger().setLevel(logging.ERROR)  # third parties log warnings through the root logger
-        for name in ("torch", "onnxscript", "onnx_ir", "onnxruntime", "onnxslim", "nncf", "coremltools"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        quiet_third_party()
+
+
+def quiet_third_party() -> None:
+    """Silence third-party warnings and log lines. Call again after importing torch: its logging
+    setup, run at import, resets the levels of its own loggers."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)  # third parties log warnings through the root logger
+    for name in ("torch", "torch.onnx", "onnxscript", "onnx_ir", "onnxruntime", "onnxslim", "nncf", "coremltools"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def run_cli(body: Callable[[], int], prog: str, verbose: bool = False) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from linearsr_edge.calibration.collect import CalibrationOptions
 from linearsr_edge.calibration.gates import QualityThresholds
-from linearsr_edge.cli.common import run_cli, version_string
+from linearsr_edge.cli.common import quiet_third_party, run_cli, version_string
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.exporters import TargetInfo, all_targets, get_target
 from linearsr_edge.options import add_flags, flags_of, from_flags
@@ -146,6 +146,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     given = vars(args)
     from linearsr_edge.build import ExportOptions, build_bundle  # the heavy imports (torch), after the checks
     from linearsr_edge.parity import format_rows
+
+    if not args.verbose:
+        quiet_third_party()
 
     opts = ExportOptions(
         target=target.name,

@@ -1,0 +1,384 @@
+"""The backend-neutral core: reference vs backends, unverified bundles, typed options and flags,
+profiles refused before work, expert-major batches, residency, permissions, plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from linearsr_edge.errors import BackendUnavailableError, ConfigError
+from linearsr_edge.process import SampleOptions
+from linearsr_edge.specs import Profile
+from tests.helpers import TINY_PROFILE, tiny_model_folder, write_photo
+
+pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
+
+from linearsr_edge.build import ExportOptions, build_bundle
+from linearsr_edge.cli.export import main as export_main
+from linearsr_edge.exporters import TargetInfo
+from linearsr_edge.model.folder import load_model_folder
+from linearsr_edge.precision import Precision
+from linearsr_edge.runtimes import SRRuntime
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("core")
+    model = tiny_model_folder(root / "model")
+    photo = write_photo(root / "photo.png")
+    result = build_bundle(
+        ExportOptions(
+            target="onnx-fp32",
+            out=root / "bundle",
+            checkpoint=model,
+            profile=TINY_PROFILE,
+            parity_image=photo,
+            progress=False,
+        )
+    )
+    return root, model, photo, result.bundle
+
+
+# ---- the reference is not a backend ---------------------------------------------------------------
+
+
+def test_auto_without_onnxruntime_names_the_extra(tiny, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'linearsr-edge\[onnx\]'"):
+        SRRuntime.load(tiny[3].path)
+
+
+def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, monkeypatch, capsys):
+    root, model, _, _ = tiny
+    from linearsr_edge.exporters.base import TARGETS
+    from linearsr_edge.model.folder import ModelFolder
+
+    TARGETS.register(
+        TargetInfo(
+            name="fake-fp32",
+            format="fakefmt",
+            precision=Precision.FP32,
+            requires=(),
+            extra="fake",
+            description="test target without a backend",
+            exporter="linearsr_edge.exporters.onnx:ONNXExporter",
+        )
+    )
+    references = []
+    original = ModelFolder.reference
+    monkeypatch.setattr(ModelFolder, "reference", lambda self: references.append(1) or original(self))
+    try:
+        out = root / "fake"
+        rc = export_main(
+            [
+                "--target",
+                "fake-fp32",
+                "--checkpoint",
+                str(model),
+                "--out",
+                str(out),
+                "-q",
+                "--max-resolution",
+                "128x128",
+                "--min-resolution",
+                "16x16",
+            ]
+        )
+        assert rc == 0
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert "NOT VERIFIED" in last and "fakefmt" in last
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["verification"]["verified"] is False and manifest["verification"]["rows"] == []
+        assert "no registered runtime backend runs fakefmt" in manifest["verification"]["reason"]
+        assert references == []  # PyTorch was never compared with anything
+        with pytest.raises(BackendUnavailableError, match="fakefmt"):
+            SRRuntime.load(out)
+    finally:
+        TARGETS.unregister("fake-fp32")
+
+
+def test_reference_runtime_is_the_same_loop_over_pytorch(tiny):
+    _, model, photo, bundle = tiny
+    from linearsr_edge.imaging import read_image
+    from linearsr_edge.parity import psnr
+
+    ref = load_model_folder(model).reference()
+    rt = SRRuntime.load(bundle.path)
+    assert ref.backend == "reference" and rt.backend == "onnxruntime"
+    image = read_image(photo)
+    a, b = ref.upscale(image).image, rt.upscale(image).image
+    assert psnr(a, b, peak=255.0) >= 60.0  # independent implementations that agree
+    assert "reference" not in __import__("linearsr_edge.runtimes", fromlist=["x"]).backend_names()
+
+
+# ---- flags and thresholds ------------------------------------------------------------------------
+
+
+def _args(model, out, *extra):
+    return [
+        "--target",
+        "onnx-fp32",
+        "--checkpoint",
+        str(model),
+        "--out",
+        str(out),
+        "-q",
+        "--max-resolution",
+        "128x128",
+        "--min-resolution",
+        "16x16",
+        "--opt-resolution",
+        "32x32",
+        *extra,
+    ]
+
+
+def test_fp32_thresholds_are_honoured_and_nothing_is_written(tiny, capsys):
+    root, model, photo, _ = tiny
+    out = root / "strict"
+    assert export_main(_args(model, out, "--min-expert-sqnr", "200", "--parity-image", str(photo))) == 2
+    err = capsys.readouterr().err
+    assert "misses its checks for expert_0, expert_1, expert_2, expert_3" in err and ">= 200.0" in err
+    assert not out.exists() and not list(root.glob(".linearsr-tmp-*"))
+
+
+def test_demo_fp32_min_psnr_200_fails_and_writes_nothing(tmp_path, capsys):
+    """The demo's FP32 bundle matches PyTorch at ~102 dB end to end (a tiny model's output is bit-identical,
+    so only a real model can miss a PSNR floor)."""
+    out = tmp_path / "demo"
+    args = ["--target", "onnx-fp32", "--out", str(out), "-q", "--max-resolution", "512x512", "--min-psnr", "200"]
+    assert export_main(args) == 2
+    err = capsys.readouterr().err
+    assert "misses its checks for pipeline" in err and "PSNR dB" in err and ">= 200.0" in err
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def _refused_before_work(args: list[str]) -> str:
+    """Run the CLI in a fresh interpreter; it must refuse without importing torch (no model was loaded)."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from linearsr_edge.cli.export import main
+        rc = main({args!r})
+        assert rc == 2, rc
+        assert "torch" not in sys.modules, "refused only after loading the model"
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target", "onnx-fp16", "--int8-accurate"], "--int8-accurate does not apply to target onnx-fp16"),
+        (["--target", "onnx-fp32", "--calib-dir", "x"], "--calib-dir does not apply to target onnx-fp32"),
+        (["--target", "onnx-fp16", "--pooled-calibration"], "--pooled-calibration does not apply"),
+        (["--target", "onnx-int8", "--parity-image", "x"], "--parity-image does not apply to target onnx-int8"),
+        (["--target", "onnx-fp32", "--max-batch", "0"], "--max-batch: largest batch must be >= 1, got 0"),
+        (["--target", "onnx-fp32", "--min-resolution", "2000x2000"], "--min-resolution: minimum resolution"),
+        (["--target", "onnx-fp32", "--max-resolution", "32x32"], "--min-resolution: minimum resolution 64x64 is above"),
+        (["--target", "onnx-fp32", "--max-tags", "0"], "--max-tags"),
+    ],
+    ids=[
+        "int8-flag-on-fp16",
+        "calib-on-fp32",
+        "pooled-on-fp16",
+        "parity-on-int8",
+        "batch0",
+        "min-above-max",
+        "max-below-min",
+        "tags0",
+    ],
+)
+def test_bad_flags_are_refused_before_any_work(tmp_path, extra, message):
+    err = _refused_before_work([*extra, "--out", str(tmp_path / "b")])
+    assert message in err and "Traceback" not in err
+
+
+def test_profile_beyond_this_machine_is_refused_with_the_limit(tiny_cfg):
+    with pytest.raises(ConfigError, match=r"needs about .* GiB .* keep the maximum at or below about \d+x\d+"):
+        Profile(max_hw=(16384, 16384)).check_model(tiny_cfg, 2, memory_bytes=8 << 30)
+    Profile(max_hw=(1024, 1024)).check_model(tiny_cfg, 2, memory_bytes=8 << 30)
+    with pytest.raises(ConfigError, match="below one latent patch"):
+        Profile(min_hw=(1, 1), opt_hw=(8, 8), max_hw=(8, 8)).check_model(tiny_cfg, 2)
+
+
+def test_max_batch_1_exports_and_runs_batches(tiny):
+    root, model, photo, _ = tiny
+    assert export_main(_args(model, root / "b1", "--max-batch", "1", "--parity-image", str(photo))) == 0
+    rt = SRRuntime.load(root / "b1")
+    assert rt.spec("expert_0").dims["batch"].max == 1
+    frames = [np.random.default_rng(i).integers(0, 256, (12, 16, 3), dtype=np.uint8) for i in range(3)]
+    batch = rt.upscale_batch(frames)  # three images of one size, one at a time (max batch 1)
+    for frame, res in zip(frames, batch, strict=True):
+        assert np.abs(rt.upscale(frame).image.astype(int) - res.image.astype(int)).max() <= 1
+
+
+# ---- batches and residency -----------------------------------------------------------------------
+
+
+def _frames(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*s, 3), dtype=np.uint8) for s in shapes]
+
+
+def test_upscale_batch_of_demo_frames_equals_per_frame_upscale():
+    """4 crops of the demo's sample photos, two sizes, on the demo model's reference pipeline."""
+    from linearsr_edge.demo import load_demo, sample_images
+    from linearsr_edge.imaging import read_image
+
+    photos = [read_image(p) for p in sample_images()[:4]]
+    frames = [photos[0][:32, :40], photos[1][:24, :24], photos[2][:32, :40], photos[3][:24, :24]]
+    rt = load_demo().reference()
+    opts = SampleOptions(seed=3)
+    batch = rt.upscale_batch(frames, opts)
+    assert [r.batch_size for r in batch] == [4] * 4
+    for frame, res in zip(frames, batch, strict=True):
+        single = rt.upscale(frame, opts).image
+        assert single.shape == res.image.shape
+        assert np.abs(single.astype(int) - res.image.astype(int)).max() <= 1
+    assert not np.array_equal(batch[0].image[:96, :96], batch[1].image[:96, :96])
+
+
+def test_upscale_batch_on_a_bundle_equals_per_frame_upscale_and_keeps_seeds(tiny):
+    rt = SRRuntime.load(tiny[3].path)
+    frames = _frames([(12, 16), (20, 8), (12, 16), (12, 16), (20, 8)])
+    batch = rt.upscale_batch(frames, SampleOptions(seed=5), seeds=[5, 6, 7, 8, 9])
+    for i, (frame, res) in enumerate(zip(frames, batch, strict=True)):
+        single = rt.upscale(frame, SampleOptions(seed=5 + i)).image
+        assert np.abs(single.astype(int) - res.image.astype(int)).max() <= 1
+    with pytest.raises(ConfigError, match="2 images but 1 seeds"):
+        rt.upscale_batch(frames[:2], seeds=[1])
+
+
+def test_residency_one_opens_each_expert_once_per_batch(tiny):
+    bundle = tiny[3]
+    rt = SRRuntime.load(bundle.path, residency="one")
+    assert sorted(rt.open_components()) == ["decoder", "encoder"]  # experts open on demand
+    frames = _frames([(12, 16)] * 3 + [(20, 8)] * 2)
+    rt.upscale_batch(frames, SampleOptions(steps=8))  # 8 steps over 4 experts, two sizes
+    counts = rt.open_counts()
+    assert {k: counts[f"expert_{k}"] for k in range(4)} == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert counts["encoder"] == counts["decoder"] == 1
+    assert [n for n in rt.open_components() if n.startswith("expert")] == ["expert_3"]
+    heun = SRRuntime.load(bundle.path, residency="one")
+    heun.upscale_batch(frames, SampleOptions(steps=4, solver="heun"))  # second evaluations cross bands
+    assert all(heun.open_counts()[f"expert_{k}"] == 1 for k in range(4))
+    everything = SRRuntime.load(bundle.path)
+    everything.upscale_batch(frames)
+    assert set(everything.open_counts().values()) == {1} and len(everything.open_components()) == 6
+
+
+def test_residency_budget_keeps_what_fits(tiny):
+    bundle = tiny[3]
+    sizes = {n: bundle.component_bytes(n) for n in bundle.component_names()}
+    codec = sizes["encoder"] + sizes["decoder"]
+    rt = SRRuntime.load(bundle.path, residency=codec + 2 * sizes["expert_0"] + 10)
+    rt.upscale(_frames([(12, 16)])[0])
+    assert len([n for n in rt.open_components() if n.startswith("expert")]) == 2
+    with pytest.raises(ConfigError, match="below the codec"):
+        SRRuntime.load(bundle.path, residency=codec)
+    with pytest.raises(ConfigError, match="residency must be"):
+        SRRuntime.load(bundle.path, residency="some")
+
+
+def test_backend_options_are_typed(tiny):
+    from linearsr_edge.runtimes import BackendOptions, OrtOptions
+
+    rt = SRRuntime.load(tiny[3].path, options=OrtOptions(threads=1, providers=("CPUExecutionProvider",)))
+    assert rt.options.threads == 1
+    with pytest.raises(ConfigError, match="takes OrtOptions, got BackendOptions"):
+        SRRuntime.load(tiny[3].path, options=BackendOptions(threads=1))
+    with pytest.raises(ConfigError, match="threads must be"):
+        OrtOptions(threads=0)
+
+
+# ---- permissions, version, plugins ---------------------------------------------------------------
+
+
+def test_bundle_exported_with_umask_022_is_readable_by_other_users(tiny, tmp_path):
+    _, model, photo, _ = tiny
+    shared = Path("/tmp") / f"linearsr-umask-{os.getpid()}"
+    shared.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(shared, 0o755)
+    old = os.umask(0o022)
+    try:
+        out = shared / "bundle"
+        assert export_main(_args(model, out, "--parity-image", str(photo), "--overwrite")) == 0
+    finally:
+        os.umask(old)
+    try:
+        for p in [out, *out.rglob("*")]:
+            mode = stat.S_IMODE(p.stat().st_mode)
+            assert mode == (0o755 if p.is_dir() else 0o644), (p, oct(mode))
+        system_python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None)
+        if os.geteuid() == 0 and system_python:  # read every file as 'nobody', as an NVR service user would
+            code = (
+                "import os, sys\n"
+                "for d, _, fs in os.walk(sys.argv[1]):\n"
+                "    [open(os.path.join(d, f), 'rb').read() for f in fs]"
+            )
+            proc = subprocess.run(
+                [system_python, "-c", code, str(out)], capture_output=True, text=True, user=65534, timeout=60, cwd="/"
+            )
+            assert proc.returncode == 0, proc.stderr
+    finally:
+        import shutil
+
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_version():
+    import linearsr_edge
+
+    assert linearsr_edge.__version__ and linearsr_edge.__version__ != "0+unknown"
+    out = subprocess.run(
+        [sys.executable, "-m", "linearsr_edge.cli.export", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert linearsr_edge.__version__ in out
+    from linearsr_edge import SRRuntime as Lazy
+
+    assert Lazy is SRRuntime
+
+
+def test_third_party_targets_and_backends_load_from_entry_points(tmp_path, monkeypatch):
+    pkg = tmp_path / "acme_npu.py"
+    pkg.write_text(
+        textwrap.dedent(
+            """
+        from linearsr_edge.exporters.base import TargetInfo
+        from linearsr_edge.precision import Precision
+
+        def targets():
+            return [TargetInfo("acme-int8", "acme", Precision.INT8, (), "acme", "Acme NPU",
+                               "acme_npu:AcmeExporter")]
+        """
+        )
+    )
+    dist = tmp_path / "acme_npu-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-npu\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[linearsr_edge.targets]\nacme = acme_npu:targets\n\n[linearsr_edge.backends]\nbroken = acme_npu:missing\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from linearsr_edge.registry import Registry
+
+    targets = Registry("export target", group="linearsr_edge.targets")
+    assert "acme-int8" in targets.names() and targets.get("acme-int8").format == "acme"
+    backends = Registry("runtime backend", group="linearsr_edge.backends")
+    assert backends.names() == []  # a broken plugin is skipped with a warning, never fatal
