@@ -41,3 +41,21 @@ def tiny_cfg() -> ModelConfig:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tmp_path_factory):
+    """``get(target) -> ExportResult``: the tiny model exported once per target for the whole session
+    (TINY_PROFILE; FP16/INT8 calibrated on five small photos, two held out)."""
+    from tests.helpers import export_tiny
+
+    root = tmp_path_factory.mktemp("tiny-bundles")
+    cache: dict = {}
+
+    def get(target: str):
+        if target not in cache:
+            cache[target] = export_tiny(root, target)
+        return cache[target]
+
+    get.root = root  # variants: export_tiny(tiny_bundles.root, target, name=..., **overrides)
+    return get

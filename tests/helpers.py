@@ -36,3 +36,39 @@ def write_photo(path: Path, h: int = 20, w: int = 28, seed: int = 0) -> Path:
     img = Image.fromarray(small).resize((w, h), Image.BICUBIC)
     img.save(path)
     return path
+
+
+def export_tiny(root: Path, target: str, name: str | None = None, **overrides):
+    """Export the tiny model (built under ``root`` once) to ``root / (name or target)``; returns the
+    `ExportResult`. Calibration photos and the parity photo are made under ``root`` too."""
+    from linearsr_edge.build import ExportOptions, build_bundle
+    from linearsr_edge.exporters import get_target
+
+    model = root / "model"
+    if not (model / "config.json").is_file():
+        tiny_model_folder(model)
+        (root / "calib").mkdir(exist_ok=True)
+        for i in range(5):
+            write_photo(root / "calib" / f"p{i}.png", 24, 32, seed=i)
+        write_photo(root / "photo.png")
+    calibrated = get_target(target).calibration != "none"
+    opts = dict(
+        target=target,
+        out=root / (name or target),
+        checkpoint=model,
+        profile=TINY_PROFILE,
+        progress=False,
+        **(
+            {"calib_dir": root / "calib", "calibration": tiny_calibration()}
+            if calibrated
+            else {"parity_image": root / "photo.png"}
+        ),
+    )
+    opts.update(overrides)
+    return build_bundle(ExportOptions(**opts))
+
+
+def tiny_calibration():
+    from linearsr_edge.calibration import CalibrationOptions
+
+    return CalibrationOptions(samples_per_expert=8, heldout_samples_per_expert=3, crop=16, progress=False)

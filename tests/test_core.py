@@ -17,11 +17,9 @@ import pytest
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
 from linearsr_edge.process import SampleOptions
 from linearsr_edge.specs import Profile
-from tests.helpers import TINY_PROFILE, tiny_model_folder, write_photo
 
 pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
 
-from linearsr_edge.build import ExportOptions, build_bundle
 from linearsr_edge.cli.export import main as export_main
 from linearsr_edge.exporters import TargetInfo
 from linearsr_edge.model.folder import load_model_folder
@@ -30,21 +28,9 @@ from linearsr_edge.runtimes import SRRuntime
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("core")
-    model = tiny_model_folder(root / "model")
-    photo = write_photo(root / "photo.png")
-    result = build_bundle(
-        ExportOptions(
-            target="onnx-fp32",
-            out=root / "bundle",
-            checkpoint=model,
-            profile=TINY_PROFILE,
-            parity_image=photo,
-            progress=False,
-        )
-    )
-    return root, model, photo, result.bundle
+def tiny(tiny_bundles):
+    root = tiny_bundles.root
+    return root, root / "model", root / "photo.png", tiny_bundles("onnx-fp32").bundle
 
 
 # ---- the reference is not a backend ---------------------------------------------------------------

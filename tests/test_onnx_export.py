@@ -15,7 +15,7 @@ from linearsr_edge.errors import BundleError, ConfigError, ImageError, InputSpec
 from linearsr_edge.model.folder import load_model_folder
 from linearsr_edge.process import SampleOptions
 from linearsr_edge.specs import ComponentSpec, DimRange, TensorSpec
-from tests.helpers import TINY_PROFILE, tiny_model_folder, write_photo
+from tests.helpers import TINY_PROFILE
 
 pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
 
@@ -25,21 +25,10 @@ from linearsr_edge.runtimes import SRRuntime
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx")
-    model = tiny_model_folder(root / "model")
-    photo = write_photo(root / "photo.png")
-    result = build_bundle(
-        ExportOptions(
-            target="onnx-fp32",
-            out=root / "bundle",
-            checkpoint=model,
-            profile=TINY_PROFILE,
-            parity_image=photo,
-            progress=False,
-        )
-    )
-    return result.bundle, result.rows, model, photo
+def exported(tiny_bundles):
+    result = tiny_bundles("onnx-fp32")
+    root = tiny_bundles.root
+    return result.bundle, result.rows, root / "model", root / "photo.png"
 
 
 def test_bundle_layout_and_manifest(exported):

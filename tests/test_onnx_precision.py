@@ -7,56 +7,39 @@ import collections
 import numpy as np
 import pytest
 
-from linearsr_edge.calibration import CalibrationOptions, QualityThresholds
+from linearsr_edge.calibration import QualityThresholds
 from linearsr_edge.errors import QualityGateError
 from linearsr_edge.specs import Profile
-from tests.helpers import TINY_PROFILE, tiny_model_folder, write_photo
+from tests.helpers import export_tiny
 
 onnx = pytest.importorskip("onnx", reason="requires onnx (the onnx extra)")
 pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
 
-from linearsr_edge.build import ExportOptions, build_bundle  # noqa: E402
 from linearsr_edge.exporters.onnx_options import OnnxInt8Options  # noqa: E402
 from linearsr_edge.exporters.onnx_precision import fp32_island_nodes  # noqa: E402
 
-CALIB = CalibrationOptions(samples_per_expert=8, heldout_samples_per_expert=3, crop=16, progress=False)
 # >= 16k tokens at the largest profile size: 256 x 256 output / codec factor 2 = 128 x 128 latent
 BIG_PROFILE = Profile(min_hw=(16, 16), opt_hw=(32, 48), max_hw=(256, 256), batch=(1, 1, 2), cond_len=(1, 2, 8))
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prec")
-    model = tiny_model_folder(root / "model")
-    (root / "calib").mkdir()
-    for i in range(5):
-        write_photo(root / "calib" / f"p{i}.png", 24, 32, seed=i)
-    return root, model
+def setup(tiny_bundles):
+    return tiny_bundles.root, tiny_bundles.root / "model"
 
 
 def _export(setup, target, name=None, **kw):
-    root, model = setup
-    opts = dict(
-        target=target,
-        out=root / (name or target),
-        checkpoint=model,
-        profile=TINY_PROFILE,
-        calib_dir=root / "calib",
-        calibration=CALIB,
-        progress=False,
-    )
-    opts.update(kw)
-    result = build_bundle(ExportOptions(**opts))
+    result = export_tiny(setup[0], target, name=name, **kw)
     return result.bundle, result.rows
 
 
 @pytest.fixture(scope="module")
-def int8(setup):
-    return _export(setup, "onnx-int8")
+def int8(tiny_bundles):
+    result = tiny_bundles("onnx-int8")
+    return result.bundle, result.rows
 
 
 def test_fp16_passes_gates_without_overflow_at_16k_tokens(setup):
-    bundle, rows = _export(setup, "onnx-fp16", profile=BIG_PROFILE)
+    bundle, rows = _export(setup, "onnx-fp16", name="fp16-big", profile=BIG_PROFILE)
     assert all(r.passed for r in rows) and len(rows) == 5
     probe = bundle.manifest["precision_probe"]
     assert probe["tokens"] >= 16384 and probe["finite"] and 0 < probe["largest_fp16_tensor"] < probe["limit"]
