@@ -44,7 +44,7 @@ def main() -> int:
                 calib = CalibrationOptions(
                     samples_per_expert=args.samples, seed=seed, pooled=mode == "pooled", progress=False
                 )
-                bundle, rows = build_bundle(
+                result = build_bundle(
                     ExportOptions(
                         target="onnx-int8",
                         out=Path(tmp) / "b",
@@ -53,9 +53,10 @@ def main() -> int:
                         thresholds=QualityThresholds(0.0, 0.0),
                     )
                 )
+                bundle, rows = result.bundle, result.rows
                 rt = SRRuntime.load(bundle.path)
                 values = [psnr(refs[n], rt.upscale(lr, opts).image, peak=255.0) for n, lr in photos]
-            sq = " / ".join(f"{r.value_db:.1f}" for r in rows if r.metric == "SQNR")
+            sq = " / ".join(f"{r.value:.1f}" for r in rows if r.metric == "sqnr_db")
             summary[mode].append(float(np.mean(values)))
             print(
                 f"| {mode} | {seed} | "

@@ -36,12 +36,12 @@ def run(name, module, cfg, feeds_calib, feeds_test, latent, threads, repeats):
     side = latent * 4
     spec = expert_spec(cfg, 0, Profile(min_hw=(64, 64), opt_hw=(side, side), max_hw=(1024, 1024)), 4)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = ORTSession(ONNXExporter().export(module, spec, Path(tmp))[0], spec, OrtOptions(threads))
+        fp32 = ORTSession(ONNXExporter().export(module, spec, Path(tmp))[0], spec, OrtOptions(threads=threads))
         (Path(tmp) / "q").mkdir()
         int8_path = ONNXInt8Exporter(OnnxInt8Options()).export(module, spec, Path(tmp) / "q", calibration=feeds_calib)[
             0
         ]
-        int8 = ORTSession(int8_path, spec, OrtOptions(threads))
+        int8 = ORTSession(int8_path, spec, OrtOptions(threads=threads))
         t32 = median_ms(lambda: fp32.run(feeds_test), repeats)
         t8 = median_ms(lambda: int8.run(feeds_test), repeats)
         err = sqnr(fp32.run(feeds_test)["velocity"], int8.run(feeds_test)["velocity"])

@@ -82,9 +82,9 @@ def overhead(threads: int, repeats: int) -> None:
     from linearsr_edge.runtimes import SRRuntime
 
     with tempfile.TemporaryDirectory() as tmp:
-        bundle, _ = build_bundle(
+        bundle = build_bundle(
             ExportOptions(target="onnx-fp32", out=Path(tmp) / "b", progress=False, profile=Profile(opt_hw=(256, 256)))
-        )
+        ).bundle
         rt = SRRuntime.load(bundle.path, backend="onnxruntime", options=OrtOptions(threads=threads))
         image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
         rt.upscale(image)

@@ -72,3 +72,12 @@ def tiny_calibration():
     from linearsr_edge.calibration import CalibrationOptions
 
     return CalibrationOptions(samples_per_expert=8, heldout_samples_per_expert=3, crop=16, progress=False)
+
+
+def export_args(model: Path, out: Path, *extra: str, target: str = "onnx-fp32") -> list[str]:
+    """``linearsr-export`` arguments for the tiny model at a small profile (outputs 16..128 px)."""
+    return [
+        "--target", target, "--checkpoint", str(model), "--out", str(out), "-q",
+        "--max-resolution", "128x128", "--min-resolution", "16x16", "--opt-resolution", "32x32",
+        *extra,
+    ]  # fmt: skip

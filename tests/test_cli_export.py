@@ -12,7 +12,7 @@ import pytest
 
 from linearsr_edge.bundle import BundleWriter
 from linearsr_edge.cli.export import main
-from tests.helpers import tiny_model_folder
+from tests.helpers import export_args, tiny_model_folder
 
 pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
 
@@ -53,24 +53,7 @@ def test_unknown_target_and_non_empty_out(tmp_path, capsys):
 
 
 def _start_export(model, out, parent):
-    cmd = [
-        sys.executable,
-        "-m",
-        "linearsr_edge.cli.export",
-        "--target",
-        "onnx-fp32",
-        "--checkpoint",
-        str(model),
-        "--out",
-        str(out),
-        "--max-resolution",
-        "128x128",
-        "--opt-resolution",
-        "32x32",
-        "--min-resolution",
-        "16x16",
-        "-q",
-    ]
+    cmd = [sys.executable, "-m", "linearsr_edge.cli.export", *export_args(model, out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while time.time() < deadline:  # wait until the first artifact is on disk, then interrupt

@@ -71,7 +71,22 @@ def test_bad_inputs_exit_nonzero_with_a_message(model_dir, tmp_path, capsys, mak
 def test_too_large_is_refused_before_reading(model_dir, tmp_path, capsys):
     src = _image(tmp_path, (300, 300))
     rc = main([str(src), "-o", str(tmp_path / "o.png"), "--model", str(model_dir), "--max-pixels", "100000"])
-    assert rc == 2 and "above the input limit" in _err(capsys)
+    err = _err(capsys)
+    assert rc == 2 and "above the input limit" in err and "corrupt" not in err
+    assert "300x300 = 0.09 MP, above the input limit of 0.025 MP" in err  # 3 significant digits, never 0.0 MP
+
+
+def test_list_tags_and_version(model_dir, capsys):
+    assert main(["--list-tags", "--model", str(model_dir)]) == 0
+    assert capsys.readouterr().out.strip() == "portrait"
+    assert main(["--list-tags"]) == 0
+    demo_tags = capsys.readouterr().out.split()
+    assert "portrait" in demo_tags and "<null>" not in demo_tags
+    out = subprocess.run(
+        [sys.executable, "-m", "linearsr_edge.cli.upscale", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "demo model tags: " + " ".join(demo_tags) in out
+    assert main(["-o", "x.png"]) == 2 and "give an input image" in _err(capsys)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; the folder-missing case covers it")

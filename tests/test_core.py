@@ -17,6 +17,7 @@ import pytest
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
 from linearsr_edge.process import SampleOptions
 from linearsr_edge.specs import Profile
+from tests.helpers import export_args
 
 pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
 
@@ -67,21 +68,7 @@ def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, m
     monkeypatch.setattr(ModelFolder, "reference", lambda self: references.append(1) or original(self))
     try:
         out = root / "fake"
-        rc = export_main(
-            [
-                "--target",
-                "fake-fp32",
-                "--checkpoint",
-                str(model),
-                "--out",
-                str(out),
-                "-q",
-                "--max-resolution",
-                "128x128",
-                "--min-resolution",
-                "16x16",
-            ]
-        )
+        rc = export_main(export_args(model, out, target="fake-fp32"))
         assert rc == 0
         last = capsys.readouterr().out.strip().splitlines()[-1]
         assert "NOT VERIFIED" in last and "fakefmt" in last
@@ -112,29 +99,10 @@ def test_reference_runtime_is_the_same_loop_over_pytorch(tiny):
 # ---- flags and thresholds ------------------------------------------------------------------------
 
 
-def _args(model, out, *extra):
-    return [
-        "--target",
-        "onnx-fp32",
-        "--checkpoint",
-        str(model),
-        "--out",
-        str(out),
-        "-q",
-        "--max-resolution",
-        "128x128",
-        "--min-resolution",
-        "16x16",
-        "--opt-resolution",
-        "32x32",
-        *extra,
-    ]
-
-
 def test_fp32_thresholds_are_honoured_and_nothing_is_written(tiny, capsys):
     root, model, photo, _ = tiny
     out = root / "strict"
-    assert export_main(_args(model, out, "--min-expert-sqnr", "200", "--parity-image", str(photo))) == 2
+    assert export_main(export_args(model, out, "--min-expert-sqnr", "200", "--parity-image", str(photo))) == 2
     err = capsys.readouterr().err
     assert "misses its checks for expert_0, expert_1, expert_2, expert_3" in err and ">= 200.0" in err
     assert not out.exists() and not list(root.glob(".linearsr-tmp-*"))
@@ -205,7 +173,7 @@ def test_profile_beyond_this_machine_is_refused_with_the_limit(tiny_cfg):
 
 def test_max_batch_1_exports_and_runs_batches(tiny):
     root, model, photo, _ = tiny
-    assert export_main(_args(model, root / "b1", "--max-batch", "1", "--parity-image", str(photo))) == 0
+    assert export_main(export_args(model, root / "b1", "--max-batch", "1", "--parity-image", str(photo))) == 0
     rt = SRRuntime.load(root / "b1")
     assert rt.spec("expert_0").dims["batch"].max == 1
     frames = [np.random.default_rng(i).integers(0, 256, (12, 16, 3), dtype=np.uint8) for i in range(3)]
@@ -304,7 +272,7 @@ def test_bundle_exported_with_umask_022_is_readable_by_other_users(tiny, tmp_pat
     old = os.umask(0o022)
     try:
         out = shared / "bundle"
-        assert export_main(_args(model, out, "--parity-image", str(photo), "--overwrite")) == 0
+        assert export_main(export_args(model, out, "--parity-image", str(photo), "--overwrite")) == 0
     finally:
         os.umask(old)
     try:
@@ -368,3 +336,26 @@ def test_third_party_targets_and_backends_load_from_entry_points(tmp_path, monke
     assert "acme-int8" in targets.names() and targets.get("acme-int8").format == "acme"
     backends = Registry("runtime backend", group="linearsr_edge.backends")
     assert backends.names() == []  # a broken plugin is skipped with a warning, never fatal
+
+
+def test_runtime_and_upscale_cli_run_with_torch_unimportable(tiny, tmp_path):
+    """The fast twin of CI's runtime-only venv: torch is made unimportable before anything loads."""
+    _, _, photo, bundle = tiny
+    out = tmp_path / "out.png"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # any 'import torch' now raises ImportError
+        import numpy as np
+        from linearsr_edge import SRRuntime
+        from linearsr_edge.cli.upscale import main
+        sr = SRRuntime.load({str(bundle.path)!r}).upscale(np.full((10, 12, 3), 128, np.uint8)).image
+        assert sr.shape == (20, 24, 3)
+        assert main([{str(photo)!r}, "-o", {str(out)!r}, "--bundle", {str(bundle.path)!r}, "-q"]) == 0
+        rc = main([{str(photo)!r}, "-o", {str(out)!r}])  # the PyTorch reference needs torch: a clear error
+        assert rc == 2, rc
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and "pip install 'linearsr-edge[torch]'" in proc.stderr

@@ -121,6 +121,8 @@ def test_islands_cover_the_linear_attention(int8):
     depth = folder.cfg.depth
     assert by_op["ReduceSum"] >= depth and by_op["Div"] >= depth
     assert by_op["MatMul"] >= 3 * depth  # K^T V, Q (K^T V), Q K-sum per block (+ cross-attention)
+    assert by_op["Transpose"] >= depth  # K-sum's transpose carries the token sum into Q K-sum
+    assert by_op["Sin"] == by_op["Cos"] == 1 and by_op["Mul"] >= 1  # timestep phases and their argument
     weights = {i.name for i in model.graph.initializer}
     assert not any(
         n.name in island
@@ -140,3 +142,32 @@ def test_int8_output_stays_close_to_the_reference(int8, setup):
     img = np.random.default_rng(3).integers(0, 256, (16, 20, 3), dtype=np.uint8)
     got, want = rt.upscale(img).image, ref.upscale(img).image
     assert 35.0 <= psnr(want, got, peak=255.0) < 90.0  # close, and not the reference itself
+
+
+def test_range_probe_refuses_an_fp16_tensor_near_the_limit(tmp_path):
+    """A tensor outside the islands that reaches 1/8 of the FP16 maximum at the largest size is refused,
+    naming the tensor; the same graph at a smaller scale passes."""
+    import torch
+
+    from linearsr_edge.errors import QualityGateError
+    from linearsr_edge.exporters.onnx import ONNXExporter
+    from linearsr_edge.exporters.onnx_precision import fp16_range_probe
+    from tests.test_onnx_export import _toy_spec
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, scale: float) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x):
+            return torch.tanh(x * self.scale) * 2.0  # x * scale is FP16 in the converted graph
+
+    for scale, ok in ((100.0, True), (5000.0, False)):
+        (tmp_path / f"s{int(scale)}").mkdir()
+        path = ONNXExporter().export(Scaled(scale), _toy_spec(), tmp_path / f"s{int(scale)}")[0]
+        model = onnx.load(str(path))
+        if ok:
+            assert fp16_range_probe(model, _toy_spec(), fp32_island_nodes(model))["largest_fp16_tensor"] < 8188
+        else:
+            with pytest.raises(QualityGateError, match="above the FP16 limit 65504 / 8"):
+                fp16_range_probe(model, _toy_spec(), fp32_island_nodes(model))

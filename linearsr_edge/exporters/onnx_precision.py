@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _ISLAND_OPS = {"ReduceSum", "ReduceMean", "Div", "Pow", "Sqrt", "Reciprocal", "Softmax"}
 _EPS_CONSUMERS = {"Div", "Sqrt", "Reciprocal"}
+_TRIG_ARG_OPS = {"Mul", "Unsqueeze", "Reshape", "Cast", "Expand", "Div", "Sin", "Cos"}
 _LAYOUT_OPS = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand"}
 
 
@@ -48,6 +49,19 @@ def fp32_island_nodes(model) -> list[str]:
             island.append(node.name)
         elif node.op_type == "Add" and any(c.op_type in _EPS_CONSUMERS for c in consumers.get(node.output[0], [])):
             island.append(node.name)  # the eps in front of a division / square root
+    # The timestep embedding's sin/cos and their arguments (sigma * 1000 * freq, up to ~1000, where FP16
+    # steps by 0.5 rad): the whole chain from the graph input to Sin/Cos stays FP32.
+    trig = {n.name for n in model.graph.node if n.op_type in ("Sin", "Cos")}
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.node:
+            if node.op_type in _TRIG_ARG_OPS and node.name not in trig:
+                readers = [c for o in node.output for c in consumers.get(o, [])]
+                if readers and all(c.name in trig for c in readers):
+                    trig.add(node.name)
+                    changed = True
+    island += sorted(trig - set(island))
     # Layout ops carry an island's value on unchanged (K-sum's Transpose into Q·K-sum): they stay FP32
     # too, or the token sum would be stored in FP16 between two FP32 nodes (found by the range probe).
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -112,38 +126,48 @@ def fp16_range_probe(model, spec: ComponentSpec, islands: Sequence[str]) -> dict
     """Prove, with one FP32 run at the largest profile size, that no FP16 tensor of the converted graph
     overflows: every tensor outside the FP32 islands stays below 65504 / `FP16_HEADROOM`.
 
-    The graph is instrumented with ``ReduceMax(Abs(t))`` per tensor (scalar outputs, so memory stays
-    that of one forward pass) and run by ONNX Runtime in FP32; weights are checked directly. FP16
+    The graph is instrumented with ``ReduceMax(t)`` and ``ReduceMin(t)`` per tensor (scalar outputs,
+    no temporaries) and run by ONNX Runtime in FP32; weights are checked directly. FP16
     *precision* is the quality gates' job (SQNR / PSNR against the FP32 reference).
     """
     import onnx
     from onnx import helper, numpy_helper
 
-    from linearsr_edge.runtimes.onnxruntime import ORTSession
+    from linearsr_edge.runtimes.onnxruntime import OrtOptions, ORTSession
     from linearsr_edge.specs import TensorSpec
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
     names = fp16_tensors(model, islands)
-    for i, name in enumerate(names):
-        probe.graph.node.extend(
-            [
-                helper.make_node("Abs", [name], [f"__abs{i}"]),
-                helper.make_node("ReduceMax", [f"__abs{i}"], [f"__max{i}"], keepdims=0),
-            ]
-        )
-        probe.graph.output.append(helper.make_tensor_value_info(f"__max{i}", onnx.TensorProto.FLOAT, []))
+    index = {name: i for i, name in enumerate(names)}
+
+    def reduce(name: str) -> list:  # max and min, no full-size temporary (Abs would allocate one per tensor)
+        i = index[name]
+        for kind in ("max", "min"):
+            probe.graph.output.append(helper.make_tensor_value_info(f"__{kind}{i}", onnx.TensorProto.FLOAT, []))
+        return [
+            helper.make_node("ReduceMax", [name], [f"__max{i}"], keepdims=0),
+            helper.make_node("ReduceMin", [name], [f"__min{i}"], keepdims=0),
+        ]
+
+    # Each reduction sits right behind its producer, so that no activation outlives its consumers.
+    nodes = [n for name in model.graph.input if name.name in index for n in reduce(name.name)]
+    for node in model.graph.node:
+        nodes.append(node)
+        nodes += [n for out in node.output if out in index for n in reduce(out)]
+    del probe.graph.node[:]
+    probe.graph.node.extend(nodes)
     feeds = spec.dummy_inputs("max", batch=1, seed=3)
-    outputs = tuple(TensorSpec(f"__max{i}", ()) for i in range(len(names)))
+    outputs = tuple(TensorSpec(f"__{kind}{i}", ()) for i in range(len(names)) for kind in ("max", "min"))
     probe_spec = ComponentSpec(spec.name, spec.kind, spec.inputs, outputs, spec.dims, spec.tolerance)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.onnx"
         save_onnx(probe, path)
-        values = ORTSession(path, probe_spec).run(feeds)
+        values = ORTSession(path, probe_spec, OrtOptions(execution_order="priority")).run(feeds)
     largest, where = 0.0, ""
     for i, name in enumerate(names):
-        v = float(values[f"__max{i}"])
+        v = max(float(values[f"__max{i}"]), -float(values[f"__min{i}"]))
         if not v < largest:  # NaN counts as the largest
             largest, where = v, name
     weight = max(
@@ -154,10 +178,10 @@ def fp16_range_probe(model, spec: ComponentSpec, islands: Sequence[str]) -> dict
         ),
         default=0.0,
     )
-    lat = feeds["latent"].shape
+    first = feeds[spec.input_names[0]].shape  # [B, C, h, w]: tokens are h * w
     result = {
         "component": spec.name,
-        "tokens": int(lat[2] * lat[3]),
+        "tokens": int(np.prod(first[2:])),
         "tensors_checked": len(names),
         "largest_fp16_tensor": largest,
         "largest_at": where,
