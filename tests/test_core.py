@@ -359,3 +359,24 @@ def test_runtime_and_upscale_cli_run_with_torch_unimportable(tiny, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and "pip install 'linearsr-edge[torch]'" in proc.stderr
+
+
+def test_unverified_bundle_warns_once_on_load(tiny, tmp_path, caplog, monkeypatch):
+    import logging
+    import shutil
+
+    monkeypatch.setattr(logging.getLogger("linearsr_edge"), "propagate", True)  # the CLI tests turn it off
+
+    copy = tmp_path / "unverified"
+    shutil.copytree(tiny[3].path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["verification"] = {"verified": False, "reason": "exported where no onnx backend was installed"}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="linearsr_edge"):
+        SRRuntime.load(copy)
+    lines = [r.getMessage() for r in caplog.records if "not verified" in r.getMessage()]
+    assert lines == [f"{copy} is not verified: exported where no onnx backend was installed"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="linearsr_edge"):
+        SRRuntime.load(tiny[3].path)
+    assert not [r for r in caplog.records if "not verified" in r.getMessage()]
