@@ -42,8 +42,7 @@ def run(name, module, cfg, feeds_calib, feeds_test, latent, threads, repeats):
             0
         ]
         int8 = ORTSession(int8_path, spec, OrtOptions(threads=threads))
-        t32 = median_ms(lambda: fp32.run(feeds_test), repeats)
-        t8 = median_ms(lambda: int8.run(feeds_test), repeats)
+        t32, t8 = median_ms(lambda: fp32.run(feeds_test), lambda: int8.run(feeds_test), repeats=repeats)
         err = sqnr(fp32.run(feeds_test)["velocity"], int8.run(feeds_test)["velocity"])
     params = sum(p.numel() for p in module.parameters()) / 1e6
     print(f"| {name} | {params:.2f}M | {latent}x{latent} | {t32:.1f} | {t8:.1f} | **{t8 / t32:.2f}x** | {err:.1f} |")

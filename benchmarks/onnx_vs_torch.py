@@ -42,15 +42,19 @@ WIDE = ModelConfig(
 )
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_ms(*fns, repeats: int) -> list[float]:
+    """Median ms of each function, measured interleaved (a, b, a, b, ...) so that the machine's
+    drift hits every function alike (this machine is shared and noisy)."""
+    for fn in fns:  # warm-up
         fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, acc in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            acc.append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def compare(name: str, module: torch.nn.Module, cfg: ModelConfig, latent: int, threads: int, repeats: int) -> float:
@@ -67,8 +71,7 @@ def compare(name: str, module: torch.nn.Module, cfg: ModelConfig, latent: int, t
             with torch.inference_mode():
                 module(*args)
 
-        t_torch = median_ms(eager, repeats)
-        t_ort = median_ms(lambda: sess.run(feeds), repeats)
+        t_torch, t_ort = median_ms(eager, lambda: sess.run(feeds), repeats=repeats)
     params = sum(p.numel() for p in module.parameters()) / 1e6
     print(
         f"| {name} | {params:.2f}M | {latent}x{latent} ({latent * latent} tokens) | {t_torch:.1f} | {t_ort:.1f} "
