@@ -32,7 +32,6 @@ from linearsr_edge.imaging import read_image
 from linearsr_edge.model.folder import ModelFolder, load_model_folder
 from linearsr_edge.parity import CheckRow, enforce, max_abs_row, psnr_row, sqnr_row
 from linearsr_edge.process import SampleOptions
-from linearsr_edge.reference import call_module
 from linearsr_edge.runtimes import SRRuntime, pick_backend
 from linearsr_edge.specs import ComponentSpec, Profile, component_specs
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
@@ -210,7 +209,7 @@ def verify(
     reference = source.folder.reference()
     try:
         if calib is None:
-            rows = _parity_rows(source, runtime, thresholds, opts)
+            rows = _parity_rows(source, runtime, reference, thresholds, opts)
         else:
             rows = _gate_rows(source, runtime, reference, calib, thresholds, opts.progress)
     finally:
@@ -219,16 +218,15 @@ def verify(
 
 
 def _parity_rows(
-    source: Source, runtime: SRRuntime, thresholds: QualityThresholds, opts: ExportOptions
+    source: Source, runtime: SRRuntime, reference: SRRuntime, thresholds: QualityThresholds, opts: ExportOptions
 ) -> list[CheckRow]:
     """FP32: each component's max abs error at two profile corners (experts: SQNR too), and end to end."""
     rows = []
     for spec in tqdm(source.specs, desc="parity", unit="component", disable=not opts.progress):
-        module = component_module(source.folder, spec.name)
         refs, gots = [], []
         for which, batch in (("opt", min(2, spec.dims["batch"].max)), ("min", 1)):
             feeds = spec.dummy_inputs(which, batch=batch, seed=7)
-            ref, got = call_module(module, spec, feeds), runtime.run_component(spec.name, feeds)
+            ref, got = reference.run_component(spec.name, feeds), runtime.run_component(spec.name, feeds)
             for name in spec.output_names:
                 case = f"{which} b{batch}" + (f" {name}" if len(spec.output_names) > 1 else "")
                 rows.append(max_abs_row(spec.name, case, ref[name], got[name], spec.tolerance))
@@ -240,7 +238,7 @@ def _parity_rows(
     if image_path is not None:
         image = runtime.crop_to_profile(read_image(image_path))
         sample = SampleOptions(seed=0)
-        ref = source.folder.reference().upscale(image, sample).image
+        ref = reference.upscale(image, sample).image
         got = runtime.upscale(image, sample).image
         rows.append(psnr_row(f"end-to-end {image_path.name}", [ref], [got], thresholds.e2e_psnr_db))
     return rows
@@ -280,6 +278,8 @@ def build_bundle(opts: ExportOptions) -> ExportResult:
 
     target = get_target(opts.target)
     exporter = target.make_exporter(opts.target_options)
+    if target.calibration == "full" and opts.calibration.samples_per_expert < 1:
+        raise ConfigError(f"{target.name} calibrates every expert: --calib-samples must be >= 1")
     source = resolve_source(opts)
     calib = calibrate(source, target, opts)
     with BundleWriter(opts.out, overwrite=opts.overwrite) as writer:

@@ -77,3 +77,16 @@ def test_bad_sources(tmp_path, process):
         collect(process, _images(2), OPTS)
     with pytest.raises(CalibrationError, match="image_1"):
         collect(process, [_images(1)[0], np.zeros((4, 4), np.uint8), *_images(2)], OPTS)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"samples_per_expert": -1}, "samples_per_expert must be a non-negative integer"),
+        ({"heldout_images": 1.5}, "heldout_images must be a non-negative integer"),
+        ({"steps": 0}, "calibration steps must be a positive integer"),
+    ],
+)
+def test_bad_calibration_options_are_refused(kwargs, message):
+    with pytest.raises(CalibrationError, match=message):
+        CalibrationOptions(**kwargs)

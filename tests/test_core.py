@@ -21,6 +21,7 @@ from tests.helpers import export_args
 
 pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
 
+from linearsr_edge.build import ExportOptions, build_bundle
 from linearsr_edge.cli.export import main as export_main
 from linearsr_edge.exporters import TargetInfo
 from linearsr_edge.model.folder import load_model_folder
@@ -380,3 +381,18 @@ def test_unverified_bundle_warns_once_on_load(tiny, tmp_path, caplog, monkeypatc
     with caplog.at_level(logging.WARNING, logger="linearsr_edge"):
         SRRuntime.load(tiny[3].path)
     assert not [r for r in caplog.records if "not verified" in r.getMessage()]
+
+
+def test_int8_without_calibration_samples_is_refused_before_work(tmp_path):
+    from linearsr_edge.calibration import CalibrationOptions
+
+    opts = ExportOptions(
+        target="onnx-int8", out=tmp_path / "b", calibration=CalibrationOptions(samples_per_expert=0), progress=False
+    )
+    with pytest.raises(ConfigError, match="--calib-samples must be >= 1"):
+        build_bundle(opts)
+    assert not (tmp_path / "b").exists()
+    from linearsr_edge.runtimes import OrtOptions
+
+    with pytest.raises(ConfigError, match="execution_order must be"):
+        OrtOptions(execution_order="fast")

@@ -74,9 +74,8 @@ class SRRuntime:
         if bundle.format not in info.formats:
             raise InputSpecError(f"backend {info.name!r} cannot run {bundle.format} bundles ({bundle.target})")
         options = info.check_options(options)
-        verification = bundle.manifest.get("verification") or {}
-        if verification.get("verified") is False:
-            log.warning("%s is not verified: %s", bundle.path, verification.get("reason", "no reason recorded"))
+        if not bundle.verification.get("verified", True):
+            log.warning("%s is not verified: %s", bundle.path, bundle.verification.get("reason", "no reason recorded"))
         names = bundle.component_names()
         return cls(
             bundle.cfg,
