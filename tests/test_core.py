@@ -362,25 +362,33 @@ def test_runtime_and_upscale_cli_run_with_torch_unimportable(tiny, tmp_path):
     assert out.is_file() and "pip install 'linearsr-edge[torch]'" in proc.stderr
 
 
-def test_unverified_bundle_warns_once_on_load(tiny, tmp_path, caplog, monkeypatch):
+def test_unverified_bundle_warns_once_on_load(tiny, tmp_path):
     import logging
     import shutil
-
-    monkeypatch.setattr(logging.getLogger("linearsr_edge"), "propagate", True)  # the CLI tests turn it off
 
     copy = tmp_path / "unverified"
     shutil.copytree(tiny[3].path, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["verification"] = {"verified": False, "reason": "exported where no onnx backend was installed"}
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with caplog.at_level(logging.WARNING, logger="linearsr_edge"):
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    handler, logger = Collect(), logging.getLogger("linearsr_edge.runtimes.sr")
+    logger.addHandler(handler)
+    try:
         SRRuntime.load(copy)
-    lines = [r.getMessage() for r in caplog.records if "not verified" in r.getMessage()]
-    assert lines == [f"{copy} is not verified: exported where no onnx backend was installed"]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="linearsr_edge"):
+        assert handler.messages == [f"{copy} is not verified: exported where no onnx backend was installed"]
         SRRuntime.load(tiny[3].path)
-    assert not [r for r in caplog.records if "not verified" in r.getMessage()]
+        assert len(handler.messages) == 1  # a verified bundle loads silently
+    finally:
+        logger.removeHandler(handler)
 
 
 def test_int8_without_calibration_samples_is_refused_before_work(tmp_path):
