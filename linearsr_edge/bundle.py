@@ -3,7 +3,7 @@
 ```
 bundle/
   manifest.json     schema version, package version, model config, bands, target, precision,
-                    each component's files + sha256 + I/O spec, profile, tags, parity, calibration
+                    each component's files + sha256 + I/O spec, profile, tags, verification, calibration
   expert_0.onnx ... encoder.onnx, decoder.onnx
   cond/tags.npy     cached tag embeddings [V, D] (no text encoder runs on the device)
 ```
