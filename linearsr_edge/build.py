@@ -62,12 +62,14 @@ class ExportOptions:
 
 @dataclass
 class Source:
-    """What the export reads: the model, its record for the manifest, the component specs, the tags."""
+    """What the export reads: the model, its record for the manifest, the component specs, the tags,
+    and the PyTorch reference that calibration and verification share."""
 
     folder: ModelFolder
     record: dict[str, Any]
     specs: list[ComponentSpec]
     tags: TagVocabulary | None
+    reference: SRRuntime
 
 
 @dataclass
@@ -109,7 +111,7 @@ def resolve_source(opts: ExportOptions) -> Source:
         record = {"kind": "folder", "path": str(Path(opts.checkpoint).resolve())}
     opts.profile.check_model(folder.cfg, folder.codec.factor)
     specs = component_specs(folder.cfg, opts.profile, folder.codec.factor)
-    return Source(folder, record, specs, resolve_tags(folder, opts))
+    return Source(folder, record, specs, resolve_tags(folder, opts), folder.reference())
 
 
 def resolve_tags(folder: ModelFolder, opts: ExportOptions) -> TagVocabulary | None:
@@ -168,7 +170,7 @@ def calibrate(source: Source, target: TargetInfo, opts: ExportOptions) -> Calibr
     copts = replace(opts.calibration, progress=opts.progress)
     if target.calibration == "heldout":
         copts = replace(copts, samples_per_expert=0)
-    return collect(source.folder.reference().process, calibration_images(opts), copts)
+    return collect(source.reference.process, calibration_images(opts), copts)
 
 
 # -- stage 3: the components ----------------------------------------------------------------------
@@ -206,22 +208,21 @@ def verify(
     except BackendUnavailableError as exc:
         return Verification(False, [], thresholds, reason=f"not verified on this machine: {exc}")
     runtime = SRRuntime.load(staged, backend=backend.name)
-    reference = source.folder.reference()
     try:
         if calib is None:
-            rows = _parity_rows(source, runtime, reference, thresholds, opts)
+            rows = _parity_rows(source, runtime, thresholds, opts)
         else:
-            rows = _gate_rows(source, runtime, reference, calib, thresholds, opts.progress)
+            rows = _gate_rows(source, runtime, calib, thresholds, opts.progress)
     finally:
         runtime.close()
     return Verification(True, rows, thresholds, backend.name, backend.version())
 
 
 def _parity_rows(
-    source: Source, runtime: SRRuntime, reference: SRRuntime, thresholds: QualityThresholds, opts: ExportOptions
+    source: Source, runtime: SRRuntime, thresholds: QualityThresholds, opts: ExportOptions
 ) -> list[CheckRow]:
     """FP32: each component's max abs error at two profile corners (experts: SQNR too), and end to end."""
-    rows = []
+    reference, rows = source.reference, []
     for spec in tqdm(source.specs, desc="parity", unit="component", disable=not opts.progress):
         refs, gots = [], []
         for which, batch in (("opt", min(2, spec.dims["batch"].max)), ("min", 1)):
@@ -245,15 +246,10 @@ def _parity_rows(
 
 
 def _gate_rows(
-    source: Source,
-    runtime: SRRuntime,
-    reference: SRRuntime,
-    calib: CalibrationSet,
-    thresholds: QualityThresholds,
-    progress: bool,
+    source: Source, runtime: SRRuntime, calib: CalibrationSet, thresholds: QualityThresholds, progress: bool
 ) -> list[CheckRow]:
     """FP16 / INT8: per-expert SQNR on held-out band data, end-to-end PSNR on held-out photos."""
-    rows = []
+    reference, rows = source.reference, []
     for k in tqdm(range(source.folder.cfg.num_experts), desc="quality gates", unit="expert", disable=not progress):
         name = f"expert_{k}"
         feeds = calib.heldout[k]

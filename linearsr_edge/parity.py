@@ -62,11 +62,6 @@ class CheckRow:
             "passed": self.passed,
         }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> CheckRow:
-        value = math.inf if d["value"] is None else float(d["value"])
-        return cls(d["component"], d["case"], d["metric"], value, float(d["limit"]))
-
 
 def max_abs_row(component: str, case: str, ref: np.ndarray, got: np.ndarray, limit: float) -> CheckRow:
     err = float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max()) if ref.size else 0.0
