@@ -51,7 +51,7 @@ def test_auto_without_onnxruntime_names_the_extra(tiny, monkeypatch):
 def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, monkeypatch, capsys):
     root, model, _, _ = tiny
     from linearsr_edge.exporters.base import TARGETS
-    from linearsr_edge.model.folder import ModelFolder
+    from linearsr_edge.reference import ReferenceSession
 
     TARGETS.register(
         TargetInfo(
@@ -64,9 +64,9 @@ def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, m
             exporter="linearsr_edge.exporters.onnx:ONNXExporter",
         )
     )
-    references = []
-    original = ModelFolder.reference
-    monkeypatch.setattr(ModelFolder, "reference", lambda self: references.append(1) or original(self))
+    references = []  # every run of a reference component (a spy: it still runs the real module)
+    original = ReferenceSession._run
+    monkeypatch.setattr(ReferenceSession, "_run", lambda self, feeds: references.append(1) or original(self, feeds))
     try:
         out = root / "fake"
         rc = export_main(export_args(model, out, target="fake-fp32"))
@@ -76,7 +76,7 @@ def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, m
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["verification"]["verified"] is False and manifest["verification"]["rows"] == []
         assert "no registered runtime backend runs fakefmt" in manifest["verification"]["reason"]
-        assert references == []  # PyTorch was never compared with anything
+        assert references == []  # the reference never ran: nothing was compared with PyTorch
         with pytest.raises(BackendUnavailableError, match="fakefmt"):
             SRRuntime.load(out)
     finally:
@@ -147,6 +147,7 @@ def _refused_before_work(args: list[str]) -> str:
         (["--target", "onnx-fp32", "--min-resolution", "2000x2000"], "--min-resolution: minimum resolution"),
         (["--target", "onnx-fp32", "--max-resolution", "32x32"], "--min-resolution: minimum resolution 64x64 is above"),
         (["--target", "onnx-fp32", "--max-tags", "0"], "--max-tags"),
+        (["--target", "onnx-fp32", "--opt-resolution", "2000x2000"], "--opt-resolution: optimal resolution"),
     ],
     ids=[
         "int8-flag-on-fp16",
@@ -157,6 +158,7 @@ def _refused_before_work(args: list[str]) -> str:
         "min-above-max",
         "max-below-min",
         "tags0",
+        "opt-outside",
     ],
 )
 def test_bad_flags_are_refused_before_any_work(tmp_path, extra, message):
@@ -404,3 +406,21 @@ def test_int8_without_calibration_samples_is_refused_before_work(tmp_path):
 
     with pytest.raises(ConfigError, match="execution_order must be"):
         OrtOptions(execution_order="fast")
+
+
+def test_wrongly_typed_options_and_unknown_components_are_refused(tiny, tmp_path, capsys):
+    from linearsr_edge.errors import InputSpecError
+    from linearsr_edge.exporters import OnnxInt8Options
+    from linearsr_edge.runtimes import OrtOptions
+
+    with pytest.raises(ConfigError, match="target 'onnx-fp32' takes NoOptions, got OnnxInt8Options"):
+        build_bundle(ExportOptions(target="onnx-fp32", out=tmp_path / "b", target_options=OnnxInt8Options()))
+    with pytest.raises(ConfigError, match="provider_options name providers that are not requested"):
+        OrtOptions(providers=("CPUExecutionProvider",), provider_options={"CUDAExecutionProvider": {}})
+    with pytest.raises(InputSpecError, match="no component 'expert_9'"):
+        SRRuntime.load(tiny[3].path).run_component("expert_9", {})
+    from linearsr_edge.cli.upscale import main as upscale_main
+
+    out = str(tmp_path / "o.png")
+    assert upscale_main([str(tiny[2]), "-o", out, "--bundle", str(tiny[3].path), "--residency", "some"]) == 2
+    assert "residency must be 'all', 'one' or a positive byte budget" in capsys.readouterr().err

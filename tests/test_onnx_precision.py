@@ -171,3 +171,39 @@ def test_range_probe_refuses_an_fp16_tensor_near_the_limit(tmp_path):
         else:
             with pytest.raises(QualityGateError, match="above the FP16 limit 65504 / 8"):
                 fp16_range_probe(model, _toy_spec(), fp32_island_nodes(model))
+
+
+def test_islands_reading_a_shared_qdq_pair_get_the_fp32_tensor_back():
+    """ORT shares one Q/DQ pair among every reader of a tensor: an island MatMul beside a quantized one
+    would read fake-quantized values. The pass rewires it to the FP32 tensor and drops unread pairs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from linearsr_edge.exporters.onnx_precision import restrict_dequantized_consumers
+
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(0, np.uint8), "z")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xdq"], name="dq"),
+        helper.make_node("MatMul", ["xdq", "w"], ["y"], name="quantized"),  # a weight MatMul keeps its DQ
+        helper.make_node("Transpose", ["xdq"], ["xt"], name="t", perm=[1, 0]),
+        helper.make_node("MatMul", ["xt", "xdq"], ["gram"], name="island"),  # activation x activation
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 4]) for n in ("y", "gram")],
+        [w, scale, zero],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    islands = set(fp32_island_nodes(model))
+    assert islands == {"island"}
+    assert restrict_dequantized_consumers(model, lambda n: n.name in islands) == 1
+    by_name = {n.name: n for n in model.graph.node}
+    assert list(by_name["island"].input) == ["xt", "x"]  # reads no DQ output any more
+    assert list(by_name["t"].input) == ["xdq"]  # layout ops *into* an island are not followed (see the note)
+    assert list(by_name["quantized"].input) == ["xdq", "w"]  # still reads the pair, which therefore stays
+    restrict_dequantized_consumers(model, lambda n: n.op_type != "QuantizeLinear")  # accurate mode: all read x
+    assert not [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]

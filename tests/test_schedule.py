@@ -89,3 +89,12 @@ def test_heun_costs_two_nfe_except_last_step_and_is_more_accurate():
     heun = sample(plan, x, v)
     fine = sample(make_plan(FOUR, 4000), x, v)
     assert abs(heun - fine) < abs(euler - fine)
+
+
+def test_sample_many_needs_one_velocity_function_per_state():
+    from linearsr_edge.errors import ConfigError
+    from linearsr_edge.schedule import make_plan, sample_many
+
+    plan = make_plan(bands_from_edges((0.0,)), 2)
+    with pytest.raises(ConfigError, match="2 states but 1 velocity functions"):
+        sample_many(plan, [np.zeros(2), np.zeros(2)], [lambda k, x, s: x])
