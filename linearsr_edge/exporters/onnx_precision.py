@@ -1,9 +1,8 @@
 """FP16 and calibrated INT8 variants of the ONNX target.
 
-Both start from the FP32 graph of `ONNXExporter` and keep the same *FP32 islands*: the linear
-attention's reductions over tokens (activation x activation MatMuls, ReduceSum), every division
-and the eps Add in front of it, and the RMS-norm arithmetic. In FP16 those overflow from about a
-thousand tokens; in INT8 an activation x activation product has no fixed scale worth calibrating.
+Both start from the FP32 graph of `ONNXExporter` and keep the precision policy's *FP32 islands*
+(`linearsr_edge.islands`): the linear attention's reductions over tokens, every division and the
+eps Add in front of it, and the RMS-norm arithmetic.
 """
 
 from __future__ import annotations
@@ -21,62 +20,20 @@ import torch
 from linearsr_edge.errors import ExportError, QualityGateError
 from linearsr_edge.exporters.onnx import ONNXExporter, save_onnx
 from linearsr_edge.exporters.onnx_options import OnnxInt8Options
+from linearsr_edge.islands import GraphNode, fp32_islands
 from linearsr_edge.specs import ComponentSpec
 
 log = logging.getLogger(__name__)
 
-_ISLAND_OPS = {"ReduceSum", "ReduceMean", "Div", "Pow", "Sqrt", "Reciprocal", "Softmax"}
-_EPS_CONSUMERS = {"Div", "Sqrt", "Reciprocal"}
-_TRIG_ARG_OPS = {"Mul", "Unsqueeze", "Reshape", "Cast", "Expand", "Div", "Sin", "Cos"}
-_LAYOUT_OPS = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand"}
+
+def onnx_graph_nodes(model) -> list[GraphNode]:
+    """The ONNX graph as `GraphNode` rows for the shared island rule (ONNX op types need no mapping)."""
+    return [GraphNode(n.name, n.op_type, tuple(n.input), tuple(n.output)) for n in model.graph.node]
 
 
 def fp32_island_nodes(model) -> list[str]:
-    """Names of the nodes that must stay FP32 (see the module docstring)."""
-    weights = {i.name for i in model.graph.initializer}
-    weights |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
-    # in a QDQ graph a weight reaches its MatMul through DequantizeLinear
-    weights |= {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    island = []
-    for node in model.graph.node:
-        if node.op_type == "MatMul" and not any(i in weights for i in node.input):
-            island.append(node.name)  # activation x activation: K^T V, Q (K^T V), Q K-sum, QK^T, attn V
-        elif node.op_type in _ISLAND_OPS:
-            island.append(node.name)
-        elif node.op_type == "Add" and any(c.op_type in _EPS_CONSUMERS for c in consumers.get(node.output[0], [])):
-            island.append(node.name)  # the eps in front of a division / square root
-    # The timestep embedding's sin/cos and their arguments (sigma * 1000 * freq, up to ~1000, where FP16
-    # steps by 0.5 rad): the whole chain from the graph input to Sin/Cos stays FP32.
-    trig = {n.name for n in model.graph.node if n.op_type in ("Sin", "Cos")}
-    changed = True
-    while changed:
-        changed = False
-        for node in model.graph.node:
-            if node.op_type in _TRIG_ARG_OPS and node.name not in trig:
-                readers = [c for o in node.output for c in consumers.get(o, [])]
-                if readers and all(c.name in trig for c in readers):
-                    trig.add(node.name)
-                    changed = True
-    island += sorted(trig - set(island))
-    # Layout ops carry an island's value on unchanged (K-sum's Transpose into Q·K-sum): they stay FP32
-    # too, or the token sum would be stored in FP16 between two FP32 nodes (found by the range probe).
-    producer = {o: n for n in model.graph.node for o in n.output}
-    members = set(island)
-    changed = True
-    while changed:
-        changed = False
-        for node in model.graph.node:
-            if node.op_type in _LAYOUT_OPS and node.name not in members and node.input:
-                source = producer.get(node.input[0])
-                if source is not None and source.name in members:
-                    members.add(node.name)
-                    island.append(node.name)
-                    changed = True
-    return island
+    """Names of the ONNX nodes that must stay FP32 (`linearsr_edge.islands.fp32_islands`)."""
+    return fp32_islands(onnx_graph_nodes(model), {i.name for i in model.graph.initializer})
 
 
 def convert_fp16(model, islands: Sequence[str] | None = None):
