@@ -80,11 +80,12 @@ class Verification:
     backend: str | None = None
     backend_version: str | None = None
     reason: str | None = None
+    settings: dict[str, Any] | None = None  # the backend settings the checks ran with (e.g. precision hint)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"verified": self.verified, "thresholds": self.thresholds.__dict__}
         if self.verified:
-            d.update(backend=self.backend, backend_version=self.backend_version)
+            d.update(backend=self.backend, backend_version=self.backend_version, backend_settings=self.settings)
         else:
             d["reason"] = self.reason
         d["rows"] = [r.to_dict() for r in self.rows]
@@ -207,15 +208,16 @@ def verify(
         backend = pick_backend(target.format)
     except BackendUnavailableError as exc:
         return Verification(False, [], thresholds, reason=f"not verified on this machine: {exc}")
-    runtime = SRRuntime.load(staged, backend=backend.name)
+    runtime = SRRuntime.load(staged, backend=backend.name, options=backend.verification_options())
     try:
         if calib is None:
             rows = _parity_rows(source, runtime, thresholds, opts)
         else:
             rows = _gate_rows(source, runtime, calib, thresholds, opts.progress)
+        settings = runtime.backend_settings()
     finally:
         runtime.close()
-    return Verification(True, rows, thresholds, backend.name, backend.version())
+    return Verification(True, rows, thresholds, backend.name, backend.version(), settings=settings)
 
 
 def _parity_rows(

@@ -5,6 +5,7 @@ bundles without it.
 """
 
 from linearsr_edge.runtimes import onnxruntime as _onnxruntime  # noqa: F401  (registers "onnxruntime")
+from linearsr_edge.runtimes import openvino as _openvino  # noqa: F401  (registers "openvino")
 from linearsr_edge.runtimes.base import (
     BackendInfo,
     BackendOptions,
@@ -15,12 +16,14 @@ from linearsr_edge.runtimes.base import (
     register_backend,
 )
 from linearsr_edge.runtimes.onnxruntime import OrtOptions
+from linearsr_edge.runtimes.openvino import OVOptions
 from linearsr_edge.runtimes.residency import Residency
 from linearsr_edge.runtimes.sr import SRRuntime
 
 __all__ = [
     "BackendInfo",
     "BackendOptions",
+    "OVOptions",
     "OrtOptions",
     "Residency",
     "SRRuntime",

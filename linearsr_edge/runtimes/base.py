@@ -13,11 +13,12 @@ import abc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, InputSpecError
+from linearsr_edge.options import flag
 from linearsr_edge.registry import Registry, missing_modules
 from linearsr_edge.specs import ComponentSpec
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 class BackendOptions:
     """What every backend takes; each backend subclasses this with its own fields."""
 
-    threads: int | None = None  # intra-op threads; None: the backend's default
+    threads: int | None = flag(None, "--threads", "intra-op threads (default: the backend's)", type=int)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
@@ -61,6 +62,10 @@ class Session(abc.ABC):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run validated inputs; return every output named in the spec."""
 
+    def settings(self) -> dict[str, Any]:
+        """The backend settings in force (threads, device, precision hint ...), for timing reports."""
+        return {}
+
     def close(self) -> None:  # noqa: B027  (sessions without resources need nothing)
         """Release what the session holds; it is not used again."""
 
@@ -78,6 +83,9 @@ class BackendInfo:
     factory: SessionFactory
     options: type[BackendOptions] = BackendOptions
     version: Callable[[], str] = lambda: "?"  # the installed package's version, for reports
+    # the options a bundle's verification runs with (exact arithmetic: e.g. OpenVINO's f32 hint);
+    # None: the defaults
+    parity_options: Callable[[], BackendOptions] | None = None
 
     @property
     def available(self) -> bool:
@@ -90,6 +98,9 @@ class BackendInfo:
         if not isinstance(options, self.options):
             raise ConfigError(f"backend {self.name!r} takes {self.options.__name__}, got {type(options).__name__}")
         return options
+
+    def verification_options(self) -> BackendOptions:
+        return self.parity_options() if self.parity_options is not None else self.options()
 
 
 BACKENDS: Registry[BackendInfo] = Registry("runtime backend", group="linearsr_edge.backends")

@@ -84,6 +84,10 @@ class ORTSession(Session):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._outputs, self._sess.run(self._outputs, feeds), strict=True))
 
+    def settings(self) -> dict[str, Any]:
+        so = self._sess.get_session_options() if self._sess is not None else None
+        return {"providers": self.providers, "threads": (so.intra_op_num_threads or None) if so else None}
+
     def close(self) -> None:
         self._sess = None
 

@@ -174,6 +174,14 @@ class SRRuntime:
             self.check_size(*img.shape[:2])
         return self.process.upscale_batch(images, opts, **kwargs)
 
+    def backend_settings(self) -> dict:
+        """The backend and the settings its sessions run with (threads, device, precision hint in force)."""
+        for session in self._residents.sessions():
+            settings = session.settings()
+            if settings:
+                return {"backend": self.backend, **settings}
+        return {"backend": self.backend}
+
     # -- accounting --------------------------------------------------------------------------
     def session_seconds(self) -> float:
         """Seconds spent inside sessions since load (or `reset_timers`), closed sessions included."""
