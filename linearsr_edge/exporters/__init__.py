@@ -11,9 +11,11 @@ from linearsr_edge.exporters.base import (
     target_names,
 )
 from linearsr_edge.exporters.onnx_options import OnnxInt8Options
+from linearsr_edge.exporters.openvino_options import OVInt8Options
 from linearsr_edge.precision import Precision
 
 _ONNX = ("torch", "onnx", "onnxruntime", "onnxscript")
+_OV = ("torch", "openvino")
 
 register_target(
     TargetInfo(
@@ -52,9 +54,47 @@ register_target(
     )
 )
 
+register_target(
+    TargetInfo(
+        name="ov-fp32",
+        format="openvino",
+        precision=Precision.FP32,
+        requires=_OV,
+        extra="torch,openvino",
+        description="OpenVINO IR, FP32; Intel CPU, iGPU, NPU",
+        exporter="linearsr_edge.exporters.openvino:OVExporter",
+    )
+)
+register_target(
+    TargetInfo(
+        name="ov-fp16",
+        format="openvino",
+        precision=Precision.FP16,
+        requires=_OV,
+        extra="torch,openvino",
+        description="OpenVINO IR, FP16-compressed weights; FP32 islands marked precise",
+        exporter="linearsr_edge.exporters.openvino:OVFP16Exporter",
+        calibration="heldout",
+    )
+)
+register_target(
+    TargetInfo(
+        name="ov-int8",
+        format="openvino",
+        precision=Precision.INT8,
+        requires=(*_OV, "nncf"),
+        extra="torch,openvino",
+        description="OpenVINO IR, NNCF INT8 per expert, calibrated on its own log-SNR band",
+        exporter="linearsr_edge.exporters.openvino:OVInt8Exporter",
+        options=OVInt8Options,
+        calibration="full",
+    )
+)
+
 __all__ = [
     "Exporter",
     "NoOptions",
+    "OVInt8Options",
     "OnnxInt8Options",
     "TargetInfo",
     "all_targets",

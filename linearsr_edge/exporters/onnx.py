@@ -26,6 +26,7 @@ import torch
 from linearsr_edge.errors import ExportError
 from linearsr_edge.exporters.base import Exporter
 from linearsr_edge.reference import call_module
+from linearsr_edge.runtimes.base import Session
 from linearsr_edge.specs import ComponentSpec
 
 log = logging.getLogger(__name__)
@@ -192,27 +193,27 @@ def check_model(path: Path) -> None:
         raise ExportError(f"{path.name} fails the ONNX checker: {exc}") from None
 
 
-def verify_finite(path: Path, module: torch.nn.Module, spec: ComponentSpec) -> None:
-    """Catch the small-constant trap: ORT output non-finite where PyTorch's is finite.
+def verify_finite(session: Session, module: torch.nn.Module, spec: ComponentSpec, fmt: str = "ONNX") -> None:
+    """Catch the small-constant trap: the exported output non-finite where PyTorch's is finite.
 
     Random inputs rarely hit a zero denominator, so all-zero inputs (every ReLU dead) are tried too.
     """
-    from linearsr_edge.runtimes.onnxruntime import ORTSession
-
     random = spec.dummy_inputs("min", batch=1, seed=1)
     zeros = {k: np.zeros_like(v) for k, v in random.items()}
     if "sigma" in zeros:
         zeros["sigma"] = random["sigma"]  # sigma must stay in (0, 1]
-    session = ORTSession(path, spec)
-    for feeds in (random, zeros):
-        got, ref = session.run(feeds), call_module(module, spec, feeds)
-        for name in spec.output_names:
-            if np.isfinite(ref[name]).all() and not np.isfinite(got[name]).all():
-                raise ExportError(
-                    f"{spec.name}.{name}: ONNX output has NaN/inf where PyTorch's is finite. A likely cause is an "
-                    "additive eps below 1e-8, which the ONNX optimizer deletes (x / (y + 1e-15) becomes 0/0); "
-                    "use eps >= 1e-6 or clamp_min on the denominator"
-                )
+    try:
+        for feeds in (random, zeros):
+            got, ref = session.run(feeds), call_module(module, spec, feeds)
+            for name in spec.output_names:
+                if np.isfinite(ref[name]).all() and not np.isfinite(got[name]).all():
+                    raise ExportError(
+                        f"{spec.name}.{name}: {fmt} output has NaN/inf where PyTorch's is finite. A likely cause is "
+                        "an additive eps below 1e-8, which exporters' optimizers delete (x / (y + 1e-15) becomes "
+                        "0/0); use eps >= 1e-6 or clamp_min on the denominator"
+                    )
+    finally:
+        session.close()
 
 
 class ONNXExporter(Exporter):
@@ -241,5 +242,7 @@ class ONNXExporter(Exporter):
         path = folder / f"{spec.name}{self.suffix}"
         files = save_onnx(model, path)
         check_model(path)
-        verify_finite(path, module, spec)
+        from linearsr_edge.runtimes.onnxruntime import ORTSession
+
+        verify_finite(ORTSession(path, spec), module, spec)
         return files
