@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from linearsr_edge.errors import ConfigError
+
 
 def flag(default: Any, name: str, help: str, invert: bool = False, scope: str = "", **argparse_kw: Any):
     """A dataclass field set by the flag ``name`` (``--int8-ops``).
@@ -62,3 +64,19 @@ def from_flags(cls: type, given: dict[str, Any], **fixed: Any):
                 value = tuple(value)
             kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def given_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The declared flags (those added with a "not given" default) that appear in ``args``."""
+    by_dest = {a.dest: a.option_strings[-1] for a in parser._actions if a.default is argparse.SUPPRESS}
+    return [by_dest[d] for d in vars(args) if d in by_dest and by_dest[d].startswith("--")]
+
+
+def refuse_flags(given: list[str], accepted: list[str], what: str) -> None:
+    """`ConfigError` naming every given flag that ``what`` (``target onnx-fp32``) does not accept."""
+    refused = [f for f in given if f not in accepted]
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to {what}; "
+            f"it accepts {', '.join(accepted) or 'none of these flags'}"
+        )

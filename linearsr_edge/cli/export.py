@@ -15,7 +15,7 @@ from linearsr_edge.calibration.gates import QualityThresholds
 from linearsr_edge.cli.common import quiet_third_party, run_cli, version_string
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.exporters import TargetInfo, all_targets, get_target
-from linearsr_edge.options import add_flags, flags_of, from_flags
+from linearsr_edge.options import add_flags, flags_of, from_flags, given_flags, refuse_flags
 from linearsr_edge.specs import Profile, ProfileError, parse_resolution
 
 PROG = "linearsr-export"
@@ -104,14 +104,7 @@ def accepted_flags(target: TargetInfo) -> list[str]:
 
 def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, target: TargetInfo) -> None:
     """Refuse any given flag that ``target`` does not honour."""
-    by_dest = {a.dest: a.option_strings[-1] for a in parser._actions if a.default is argparse.SUPPRESS}
-    given = [by_dest[d] for d in vars(args) if d in by_dest and by_dest[d].startswith("--")]
-    refused = [f for f in given if f not in accepted_flags(target)]
-    if refused:
-        raise ConfigError(
-            f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to target {target.name}; "
-            f"it accepts {', '.join(accepted_flags(target))}"
-        )
+    refuse_flags(given_flags(parser, args), accepted_flags(target), f"target {target.name}")
 
 
 def profile_from_args(args: argparse.Namespace) -> Profile:

@@ -14,7 +14,9 @@ from tqdm import tqdm
 from linearsr_edge.cli.common import run_cli, version_string
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, ImageError
 from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
+from linearsr_edge.options import add_flags, flags_of, from_flags, given_flags, refuse_flags
 from linearsr_edge.process import SampleOptions
+from linearsr_edge.runtimes.base import BACKENDS, BackendOptions, get_backend, pick_backend
 
 PROG = "linearsr-upscale"
 
@@ -73,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse outputs above this many pixels (default {DEFAULT_MAX_OUTPUT_PIXELS:,})",
     )
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    seen: set[str] = set()
+    add_flags(ap.add_argument_group("backend options (--bundle, every backend)"), BackendOptions, seen)
+    for info in sorted(BACKENDS.entries(), key=lambda b: b.name):
+        if set(flags_of(info.options)) - seen:
+            add_flags(ap.add_argument_group(f"{info.name} backend options (--bundle)"), info.options, seen)
     return ap
 
 
@@ -95,13 +102,23 @@ def check_output_path(path: Path) -> None:
         raise ImageError(f"cannot tell the image format from the output name {path.name!r}; use .png or .jpg")
 
 
-def load_upscaler(args: argparse.Namespace):
-    """An `SRRuntime`: the bundle on its backend, or the PyTorch reference of a model folder / the demo."""
+def load_upscaler(args: argparse.Namespace, backend_flags: list[str] | None = None):
+    """An `SRRuntime`: the bundle on its backend, or the PyTorch reference of a model folder / the demo.
+
+    ``backend_flags``: the backend-option flags given; each must apply to the chosen backend."""
+    backend_flags = backend_flags or []
     if args.bundle is not None:
+        from linearsr_edge.bundle import Bundle
         from linearsr_edge.runtimes import SRRuntime
 
+        bundle = Bundle.load(args.bundle)
+        info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
+        refuse_flags(backend_flags, flags_of(info.options), f"backend {info.name}")
+        options = from_flags(info.options, vars(args))
         residency = int(args.residency) if args.residency.isdigit() else args.residency
-        return SRRuntime.load(args.bundle, backend=args.backend, residency=residency)
+        return SRRuntime.load(bundle, backend=info.name, options=options, residency=residency)
+    if backend_flags:
+        raise ConfigError(f"{', '.join(backend_flags)}: backend options apply to --bundle only")
     try:
         from linearsr_edge.demo import load_demo
         from linearsr_edge.model.folder import load_model_folder
@@ -114,8 +131,9 @@ def load_upscaler(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), PROG)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_cli(lambda: _run(args, given_flags(parser, args)), PROG)
 
 
 def _list_tags(args: argparse.Namespace) -> int:
@@ -137,7 +155,20 @@ def _list_tags(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def describe_settings(settings: dict) -> str:
+    """``openvino CPU, f32, 2 threads`` from `SRRuntime.backend_settings`."""
+    parts = [str(settings.get("backend", "?"))]
+    if settings.get("device"):
+        parts.append(str(settings["device"]))
+    if settings.get("providers"):
+        parts.append("+".join(p.removesuffix("ExecutionProvider") for p in settings["providers"]))
+    if settings.get("precision_hint"):
+        parts.append(f"hint {settings['precision_hint']}")
+    parts.append(f"{settings['threads']} threads" if settings.get("threads") else "default threads")
+    return " ".join(parts[:1]) + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> int:
     if args.list_tags:
         return _list_tags(args)
     if args.input is None or args.output is None:
@@ -146,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     max_in = max(1, args.max_pixels // 4)
     image = read_image(args.input, max_pixels=max_in)
     t0 = time.perf_counter()
-    upscaler = load_upscaler(args)
+    upscaler = load_upscaler(args, backend_flags)
     load_s = time.perf_counter() - t0
     opts = SampleOptions(
         steps=args.steps,
@@ -166,7 +197,8 @@ def _run(args: argparse.Namespace) -> int:
         per = ", ".join(f"e{k}:{n}" for k, n in enumerate(result.steps_per_expert))
         print(
             f"{args.input.name} {w}x{h} -> {args.output} {ow}x{oh} | {len(result.plan)} steps "
-            f"({result.plan.nfe} NFE; per expert {per}) | {result.seconds:.2f} s (+{load_s:.2f} s load)"
+            f"({result.plan.nfe} NFE; per expert {per}) | {result.seconds:.2f} s (+{load_s:.2f} s load) | "
+            f"{describe_settings(upscaler.backend_settings())}"
         )
     return 0
 
