@@ -99,8 +99,8 @@ def test_nncf_default_recipe_quantizes_an_island(tiny_bundles):
     from linearsr_edge.exporters.openvino_options import OVInt8Options
     from linearsr_edge.model.folder import load_model_folder
 
-    folder = load_model_folder(tiny_bundles.root / "model")
     spec = tiny_bundles("ov-int8").bundle.spec("expert_0")
+    folder = load_model_folder(tiny_bundles.root / "model")
     model = convert(folder.experts[0], spec)
     feeds = [spec.dummy_inputs("opt", batch=1, seed=i) for i in range(4)]
     q = quantize(model, feeds, OVInt8Options(keep_fp32="none"), "expert_0", {})
@@ -118,8 +118,8 @@ def test_onnx_fallback_conversion_matches_the_reference(tiny_bundles):
     from linearsr_edge.model.folder import load_model_folder
     from linearsr_edge.reference import call_module
 
-    folder = load_model_folder(tiny_bundles.root / "model")
     spec = tiny_bundles("ov-fp32").bundle.spec("expert_1")
+    folder = load_model_folder(tiny_bundles.root / "model")
     model = _convert_via_onnx(folder.experts[1], spec)
     feeds = spec.dummy_inputs("opt", batch=1, seed=5)
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -307,3 +307,46 @@ def test_residency_one_and_the_compiled_model_cache(tiny_bundles, tmp_path):
         assert sum(name.startswith("expert_") for name in rt.open_components()) == 1
         assert all(rt.open_counts()[f"expert_{k}"] == 1 for k in range(4))
     assert any(cache.iterdir())  # OpenVINO wrote compiled blobs for the next load
+
+
+def test_a_frozen_or_renamed_axis_is_refused(tiny_bundles):
+    import torch
+
+    from linearsr_edge.errors import ExportError
+    from linearsr_edge.exporters.openvino import check_symbolic_axes
+    from linearsr_edge.model.folder import load_model_folder
+
+    spec = tiny_bundles("ov-fp32").bundle.spec("decoder")
+    folder = load_model_folder(tiny_bundles.root / "model")
+    example = spec.dummy_inputs("opt", batch=2)["latent"]
+    static = ov.convert_model(
+        _decoder(folder),
+        example_input=(torch.from_numpy(example),),
+        input=[("latent", ov.PartialShape(list(example.shape)), ov.Type.f32)],
+    )
+    static.inputs[0].get_tensor().set_names({"latent"})  # the frontend names it '3' (see convert)
+    with pytest.raises(ExportError, match=r"decoder.latent: axis 0 \(batch\) was frozen to 2"):
+        check_symbolic_axes(static, spec)
+    static.inputs[0].get_tensor().set_names({"z"})
+    with pytest.raises(ExportError, match="converted model has no input 'latent'"):
+        check_symbolic_axes(static, spec)
+
+
+def _decoder(folder):
+    from linearsr_edge.components import component_module
+
+    return component_module(folder, "decoder")
+
+
+def test_int8_exporters_refuse_an_expert_without_band_data(tiny_bundles, tmp_path):
+    from linearsr_edge.errors import ExportError
+    from linearsr_edge.exporters.onnx_precision import ONNXInt8Exporter
+    from linearsr_edge.exporters.openvino import OVInt8Exporter
+    from linearsr_edge.model.folder import load_model_folder
+
+    spec = tiny_bundles("ov-int8").bundle.spec("expert_2")
+    folder = load_model_folder(tiny_bundles.root / "model")
+    for cls in (ONNXInt8Exporter, OVInt8Exporter):
+        with pytest.raises(ExportError, match="expert_2: INT8 needs calibration data from the expert's own band"):
+            cls().export(folder.experts[2], spec, tmp_path, calibration=[])
+    assert not any(tmp_path.iterdir())

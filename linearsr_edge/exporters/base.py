@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from linearsr_edge.errors import ConfigError
+from linearsr_edge.errors import ConfigError, ExportError
 from linearsr_edge.precision import Precision
 from linearsr_edge.registry import Registry, missing_modules
 from linearsr_edge.specs import ComponentSpec
@@ -57,6 +57,18 @@ class Exporter(abc.ABC):
 
 
 Calibration = Literal["none", "heldout", "full"]
+
+
+def expert_calibration(
+    spec: ComponentSpec, calibration: Sequence[dict[str, np.ndarray]] | None
+) -> Sequence[dict[str, np.ndarray]] | None:
+    """INT8 quantizes the experts only, each on its own band's data: None for the encoder and decoder
+    (they stay FP32, having no band data); `ExportError` for an expert without data."""
+    if spec.kind != "expert":
+        return None
+    if not calibration:
+        raise ExportError(f"{spec.name}: INT8 needs calibration data from the expert's own band")
+    return calibration
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from linearsr_edge.errors import ExportError, QualityGateError
+from linearsr_edge.exporters.base import expert_calibration
 from linearsr_edge.exporters.onnx import ONNXExporter, save_onnx
 from linearsr_edge.exporters.onnx_options import OnnxInt8Options
 from linearsr_edge.islands import GraphNode, fp32_islands
@@ -296,10 +297,9 @@ class ONNXInt8Exporter(ONNXExporter):
         folder: Path,
         calibration: Sequence[dict[str, np.ndarray]] | None = None,
     ) -> list[Path]:
-        if spec.kind != "expert":
+        calibration = expert_calibration(spec, calibration)
+        if calibration is None:
             return super().export(module, spec, folder)
-        if not calibration:
-            raise ExportError(f"{spec.name}: INT8 needs calibration data from the expert's own band")
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             fp32 = super().export(module, spec, Path(tmp))[0]
             qdq = Path(tmp) / "qdq.onnx"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from linearsr_edge.errors import ExportError
-from linearsr_edge.exporters.base import Exporter
+from linearsr_edge.exporters.base import Exporter, expert_calibration
 from linearsr_edge.exporters.onnx import EXPORT_BATCH, guard_small_eps, torch_export_onnx, verify_finite
 from linearsr_edge.exporters.openvino_options import OVInt8Options
 from linearsr_edge.islands import GraphNode, activation_products, fp32_islands
@@ -211,10 +211,9 @@ class OVInt8Exporter(OVExporter):
         folder: Path,
         calibration: Sequence[dict[str, np.ndarray]] | None = None,
     ) -> list[Path]:
-        if spec.kind != "expert":
+        calibration = expert_calibration(spec, calibration)
+        if calibration is None:
             return super().export(module, spec, folder)
-        if not calibration:
-            raise ExportError(f"{spec.name}: INT8 needs calibration data from the expert's own band")
         model = convert(module, spec)
         return self._save(quantize(model, calibration, self.options, spec.name, self.ignored), module, spec, folder)
 
