@@ -42,18 +42,25 @@ WIDE = ModelConfig(
 )
 
 
-def median_ms(*fns, repeats: int) -> list[float]:
+def median_ms(*fns, repeats: int, block: int = 1) -> list[float]:
     """Median ms of each function, measured interleaved (a, b, a, b, ...) so that the machine's
-    drift hits every function alike (this machine is shared and noisy)."""
+    drift hits every function alike (this machine is shared and noisy).
+
+    ``block > 1``: each turn runs a function ``block`` times and keeps all but the first, for
+    functions from different runtimes: one runtime's worker threads keep spinning for a while
+    after a call (ONNX Runtime, OpenMP) and slow whatever runs right after them on two cores.
+    """
     for fn in fns:  # warm-up
         fn()
         fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, acc in zip(fns, times, strict=True):
-            t0 = time.perf_counter()
-            fn()
-            acc.append((time.perf_counter() - t0) * 1e3)
+            for i in range(block):
+                t0 = time.perf_counter()
+                fn()
+                if i or block == 1:
+                    acc.append((time.perf_counter() - t0) * 1e3)
     return [statistics.median(t) for t in times]
 
 

@@ -4,7 +4,8 @@ optimum-intel would pick instead of band-calibrated ``ov-int8``; all measured in
 
 Part ``nfe``: per-NFE latency of one expert (the 4.8M-parameter width-256 model, 64x64 latent =
 4096 tokens) on every backend and hint, as a ratio to PyTorch eager FP32, with the SQNR of each
-output against eager's on a held-out band input.
+output against eager's on a held-out band input. Timed in interleaved blocks of three calls
+(the first of each block dropped), so that one runtime's spinning threads do not slow the next.
 
 Part ``peers``: the demo model exported three ways with the same calibration photos: ``ov-int8``
 (band calibration, the precision policy's FP32 nodes kept), NNCF weight-only INT8
@@ -101,7 +102,8 @@ def part_nfe(latent: int, threads: int, repeats: int) -> None:
             for hint in ("f32", "bf16"):
                 session = OVSession(path, spec, OVOptions(threads=threads, precision_hint=hint))
                 rows.append((f"{label} ({hint} hint)", session.run))
-        times = median_ms(*(lambda fn=fn: fn(feeds) if fn is not eager else fn() for _, fn in rows), repeats=repeats)
+        calls = [(lambda fn=fn: fn(feeds) if fn is not eager else fn()) for _, fn in rows]
+        times = median_ms(*calls, repeats=max(1, repeats // 2), block=3)  # several runtimes: see median_ms
         want = eager()["velocity"]
         params = sum(p.numel() for p in module.parameters()) / 1e6
         print(f"\nPer NFE: random expert (width 256, depth 4, {params:.2f}M params), {latent}x{latent} latent")
