@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from linearsr_edge import interrupt
 from linearsr_edge.bundle import Bundle, BundleWriter
 from linearsr_edge.calibration import CalibrationOptions, CalibrationSet, QualityThresholds, collect, images_from_dir
 from linearsr_edge.components import component_module
@@ -182,6 +183,7 @@ def export_components(
     components = {}
     bar = tqdm(source.specs, desc=f"export {opts.target}", unit="component", disable=not opts.progress)
     for spec in bar:
+        interrupt.check()
         bar.set_postfix_str(spec.name)
         data = None
         if calib is not None and spec.kind == "expert" and calib.samples.get(int(spec.name[7:])):
@@ -302,8 +304,10 @@ def build_bundle(opts: ExportOptions) -> ExportResult:
         )
         writer.manifest.update(exporter.manifest_entries())
         staged = Bundle(writer.tmp, {**writer.manifest, "files": {}})
+        interrupt.check()
         verification = verify(source, target, calib, staged, opts)
         writer.manifest["verification"] = verification.to_dict()
         enforce(verification.rows, opts.target, opts.out)
+        interrupt.check()  # never commit a bundle the user asked to stop
         bundle = writer.commit()
     return ExportResult(bundle, verification)

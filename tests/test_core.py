@@ -424,3 +424,29 @@ def test_wrongly_typed_options_and_unknown_components_are_refused(tiny, tmp_path
     out = str(tmp_path / "o.png")
     assert upscale_main([str(tiny[2]), "-o", out, "--bundle", str(tiny[3].path), "--residency", "some"]) == 2
     assert "residency must be 'all', 'one' or a positive byte budget" in capsys.readouterr().err
+
+
+def test_an_interrupt_swallowed_by_a_finaliser_still_stops_the_work():
+    """SIGINT raised inside ``__del__`` is printed and dropped by Python; `interrupt.check` still sees it."""
+    import gc
+    import os
+    import signal
+
+    from linearsr_edge import interrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        interrupt.install()
+        interrupt.check()  # nothing requested yet
+
+        class Finalised:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, inside the finaliser
+
+        Finalised()
+        gc.collect()
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from linearsr_edge import interrupt
 from linearsr_edge.errors import CalibrationError, ImageError
 from linearsr_edge.imaging import check_image, read_image
 from linearsr_edge.options import flag
@@ -186,6 +187,7 @@ def _record(
     runs = 0
     with tqdm(total=total, desc=desc, unit="sample", disable=not opts.progress) as bar:
         while runs < opts.max_runs and count() < total:
+            interrupt.check()
             before = count()
             image = _crops(images[runs % len(images)], opts.crop, rng)
             recorder.upscale(image, SampleOptions(steps=steps, seed=opts.seed + runs))

@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
+from linearsr_edge import interrupt
 from linearsr_edge.errors import LinearSRError
 
 EXIT_USER_ERROR = 2
@@ -44,6 +45,7 @@ def quiet_third_party() -> None:
 def run_cli(body: Callable[[], int], prog: str, verbose: bool = False) -> int:
     """Run a command body; a user error prints one line on stderr and exits non-zero, never a traceback."""
     setup_logging(verbose)
+    interrupt.install()
     try:
         return body()
     except LinearSRError as exc:
