@@ -54,7 +54,14 @@ def test_unknown_target_and_non_empty_out(tmp_path, capsys):
 
 def _start_export(model, out, parent):
     cmd = [sys.executable, "-m", "linearsr_edge.cli.export", *export_args(model, out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A terminal user's Ctrl-C: the child starts with SIGINT's default disposition even where this test
+    # runs in a background job, whose shell makes it (and every child) ignore SIGINT.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 240
     while time.time() < deadline:  # wait until the first artifact is on disk, then interrupt
         if any(parent.glob(".linearsr-tmp-*/expert_0.onnx")):
