@@ -21,11 +21,17 @@ def _handler(signum, frame) -> None:
 
 
 def install() -> None:
-    """Handle SIGINT (main thread only; a no-op where Python's default handler was replaced or SIGINT is ignored)."""
+    """Start a command: forget earlier requests, and handle SIGINT (main thread only; left alone where
+    Python's default handler was replaced, or SIGINT is ignored, as in a background job)."""
+    _requested.clear()
     current = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is threading.main_thread() and current in (signal.default_int_handler, _handler):
-        _requested.clear()
         signal.signal(signal.SIGINT, _handler)
+
+
+def reset() -> None:
+    """Forget a recorded request (after it was handled)."""
+    _requested.clear()
 
 
 def check() -> None:

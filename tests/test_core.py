@@ -449,4 +449,23 @@ def test_an_interrupt_swallowed_by_a_finaliser_still_stops_the_work():
         with pytest.raises(KeyboardInterrupt):
             interrupt.check()
     finally:
+        interrupt.reset()  # or every later check in this process would stop its work
         signal.signal(signal.SIGINT, previous)
+    interrupt.check()
+
+
+def test_cpu_isa_reads_a_fake_root_and_this_machine(tmp_path):
+    from linearsr_edge.machine import ISA_FLAGS, cpu_isa, machine_summary
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cpuinfo").write_text(
+        "processor\t: 0\nmodel name\t: Fake CPU\nflags\t\t: fpu sse2 avx2 fma\n\n"
+        "processor\t: 1\nmodel name\t: Fake CPU\nflags\t\t: fpu sse2 avx2 fma avx512f\n"
+    )
+    assert cpu_isa(tmp_path) == ("Fake CPU", ["avx2", "avx512f"])
+    assert cpu_isa(tmp_path / "missing")[1] == []  # no /proc: no flags, no error
+    real = Path("/proc/cpuinfo")
+    if real.is_file():
+        listed = {f for line in real.read_text().splitlines() if line.startswith("flags") for f in line.split()}
+        assert set(cpu_isa()[1]) == listed & set(ISA_FLAGS)
+    assert machine_summary()["cores"] >= 1
