@@ -34,7 +34,6 @@ from pathlib import Path
 import openvino as ov
 import torch
 
-from benchmarks.machine import machine_line
 from benchmarks.onnx_vs_torch import WIDE, median_ms
 from linearsr_edge.calibration import CalibrationOptions, collect
 from linearsr_edge.demo import load_demo, sample_images
@@ -44,6 +43,7 @@ from linearsr_edge.exporters.onnx_precision import ONNXInt8Exporter
 from linearsr_edge.exporters.openvino import OVExporter, OVInt8Exporter
 from linearsr_edge.exporters.openvino_options import OVInt8Options
 from linearsr_edge.imaging import read_image
+from linearsr_edge.machine import machine_line
 from linearsr_edge.model.denoiser import Denoiser
 from linearsr_edge.parity import sqnr
 from linearsr_edge.runtimes import OrtOptions, OVOptions

@@ -1,4 +1,7 @@
-"""The machine line every benchmark prints: CPU model, the ISA flags that change kernels, threads."""
+"""What this machine is, for reports and fingerprints: CPU model, the ISA flags that change kernels,
+cores, architecture. Pure Python; reads ``/proc/cpuinfo`` under an injectable root (tests use a
+fake tree) and survives its absence (macOS, Windows).
+"""
 
 from __future__ import annotations
 
@@ -6,28 +9,47 @@ import os
 import platform
 from pathlib import Path
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
+# flags that change which kernels run (x86: AVX2, AVX-512, VNNI, BF16, AMX; ARM: NEON as asimd, SVE)
+ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "sve",
+)
 
 
-def cpu_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
-    """(CPU model name, the ISA flags of `ISA_FLAGS` it has); ("?", []) where /proc/cpuinfo is absent."""
+def cpu_isa(root: Path = Path("/")) -> tuple[str, list[str]]:
+    """(CPU model name, the `ISA_FLAGS` it has); (the platform's processor name, []) without /proc/cpuinfo."""
     try:
-        text = cpuinfo.read_text()
+        text = (Path(root) / "proc" / "cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine(), []
+        return platform.processor() or platform.machine() or "?", []
     model, flags = "?", set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
-        if key in ("model name", "Model") and model == "?":
+        if key in ("model name", "Model", "Hardware") and model == "?":
             model = value.strip()
         elif key in ("flags", "Features"):
             flags |= set(value.split())
     return model, [f for f in ISA_FLAGS if f in flags]
 
 
+def machine_summary(root: Path = Path("/")) -> dict:
+    """``{"cpu", "isa", "cores", "arch", "os"}``: the machine part of a verification fingerprint."""
+    model, flags = cpu_isa(root)
+    return {"cpu": model, "isa": flags, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.system()}
+
+
 def machine_line(threads: int | None = None) -> str:
+    """``machine: AMD EPYC, 2 cores, 2 threads; ISA: avx2 avx512f ...`` for benchmark output."""
     model, flags = cpu_isa()
-    cores = os.cpu_count()
     t = f", {threads} threads" if threads else ""
-    return f"machine: {model}, {cores} cores{t}; ISA: {' '.join(flags) or 'unknown'}"
+    return f"machine: {model}, {os.cpu_count()} cores{t}; ISA: {' '.join(flags) or 'unknown'}"
