@@ -29,9 +29,11 @@ from linearsr_edge.demo import load_demo, sample_images
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
 from linearsr_edge.exporters import TargetInfo, get_target
 from linearsr_edge.exporters.base import Exporter
+from linearsr_edge.golden import GOLDEN_FILE, record_golden, step_deltas
 from linearsr_edge.imaging import read_image
+from linearsr_edge.machine import machine_summary
 from linearsr_edge.model.folder import ModelFolder, load_model_folder
-from linearsr_edge.parity import CheckRow, enforce, max_abs_row, psnr_row, sqnr_row
+from linearsr_edge.parity import CheckRow, enforce, max_abs_row, psnr_row, sqnr_row, step_row
 from linearsr_edge.process import SampleOptions
 from linearsr_edge.runtimes import SRRuntime, pick_backend
 from linearsr_edge.specs import ComponentSpec, Profile, component_specs
@@ -86,7 +88,12 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"verified": self.verified, "thresholds": self.thresholds.__dict__}
         if self.verified:
-            d.update(backend=self.backend, backend_version=self.backend_version, backend_settings=self.settings)
+            d.update(
+                backend=self.backend,
+                backend_version=self.backend_version,
+                backend_settings=self.settings,
+                machine=machine_summary(),  # the CPU and ISA the gates ran on: INT8 results depend on it
+            )
         else:
             d["reason"] = self.reason
         d["rows"] = [r.to_dict() for r in self.rows]
@@ -200,6 +207,38 @@ def export_components(
     return components
 
 
+# -- stage 3b: the golden set ---------------------------------------------------------------------
+def write_golden(source: Source, calib: CalibrationSet | None, writer: BundleWriter, opts: ExportOptions) -> dict:
+    """Record the golden set (`linearsr_edge.golden`) at the profile's smallest input size from a held-out
+    photo (or the parity photo), write it into the bundle, and return its manifest entry."""
+    if calib is not None and calib.heldout_images:
+        image = calib.heldout_images[0]
+    else:
+        path = opts.parity_image or next(iter(sample_images()), None)
+        if path is None:
+            raise ConfigError("no photo for the golden set: pass --parity-image")
+        image = read_image(path)
+    encoder = next(s for s in source.specs if s.kind == "encoder")
+    s = source.folder.cfg.upscale
+    side = max(-(-encoder.dims[a].min // s) for a in ("img_height", "img_width"))
+    if min(image.shape[:2]) < side:
+        raise ConfigError(f"the golden-set photo is smaller than the profile's smallest input ({side}x{side})")
+    h, w = image.shape[:2]
+    crop = np.ascontiguousarray(
+        image[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+    )
+    golden = record_golden(source.reference.process, crop)
+    golden.save(writer.tmp / GOLDEN_FILE)
+    return {
+        "file": GOLDEN_FILE,
+        "bytes": (writer.tmp / GOLDEN_FILE).stat().st_size,
+        "cases_per_expert": {str(k): len(v) for k, v in golden.experts.items()},
+        "lr_size": [side, side],
+        "steps": golden.steps,
+        "seed": golden.seed,
+    }
+
+
 # -- stage 4: verification ------------------------------------------------------------------------
 def verify(
     source: Source, target: TargetInfo, calib: CalibrationSet | None, staged: Bundle, opts: ExportOptions
@@ -252,14 +291,21 @@ def _parity_rows(
 def _gate_rows(
     source: Source, runtime: SRRuntime, calib: CalibrationSet, thresholds: QualityThresholds, progress: bool
 ) -> list[CheckRow]:
-    """FP16 / INT8: per-expert SQNR on held-out band data, end-to-end PSNR on held-out photos."""
+    """FP16 / INT8: per-expert SQNR and step SNR on held-out band data, end-to-end PSNR on held-out photos."""
     reference, rows = source.reference, []
+    steps = calib.options.steps or 2 * source.folder.cfg.default_steps  # as the held-out data was recorded
+    deltas = step_deltas(reference.process, SampleOptions(steps=steps))
     for k in tqdm(range(source.folder.cfg.num_experts), desc="quality gates", unit="expert", disable=not progress):
         name = f"expert_{k}"
         feeds = calib.heldout[k]
         refs = [reference.run_component(name, f)["velocity"] for f in feeds]
         tests = [runtime.run_component(name, f)["velocity"] for f in feeds]
         rows.append(sqnr_row(name, f"{len(feeds)} held-out band inputs", refs, tests, thresholds.expert_sqnr_db))
+        latents = [f["latent"] for f in feeds]
+        dsigmas = [deltas[float(np.float32(f["sigma"][0]))] for f in feeds]
+        rows.append(
+            step_row(name, f"{len(feeds)} held-out steps", latents, refs, tests, dsigmas, thresholds.step_snr_db)
+        )
     sample = SampleOptions(seed=0)
     images = [runtime.crop_to_profile(img) for img in calib.heldout_images]
     refs = [reference.upscale(img, sample).image for img in images]
@@ -303,6 +349,7 @@ def build_bundle(opts: ExportOptions) -> ExportResult:
             }
         )
         writer.manifest.update(exporter.manifest_entries())
+        writer.manifest["golden"] = write_golden(source, calib, writer, opts)
         staged = Bundle(writer.tmp, {**writer.manifest, "files": {}})
         interrupt.check()
         verification = verify(source, target, calib, staged, opts)

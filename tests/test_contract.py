@@ -64,6 +64,9 @@ def test_target_contract(name, tiny_bundles):
             else:  # FP16 codecs are FP16 too; INT8 codecs stay FP32
                 assert sqnr(want[out], got[out]) >= limits.expert_sqnr_db, component
 
+    report = runtime.verify()  # the bundle's own golden set, on this backend
+    assert report.passed and report.fingerprint["backend"] == backend.name, report.table()
+
     frames = [np.random.default_rng(i).integers(0, 256, (14, 18, 3), dtype=np.uint8) for i in range(2)]
     for frame in frames:
         value = psnr(reference.upscale(frame).image, runtime.upscale(frame).image, peak=255.0)

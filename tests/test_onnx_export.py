@@ -42,11 +42,12 @@ def test_bundle_layout_and_manifest(exported):
         "expert_1.onnx",
         "expert_2.onnx",
         "expert_3.onnx",
+        "golden.npz",
         "manifest.json",
     ]
     m = bundle.manifest
     assert m["schema_version"] == 1 and m["target"] == "onnx-fp32" and m["precision"] == "fp32"
-    assert m["bands"][0] == [None, 0.5] and len(m["files"]) == 7
+    assert m["bands"][0] == [None, 0.5] and len(m["files"]) == 8  # 6 components, tags, golden set
     assert m["tags"]["names"] == ["portrait", "animal", "<null>"]
     v = m["verification"]
     assert v["verified"] is True and v["backend"] == "onnxruntime" and v["backend_version"]

@@ -40,7 +40,7 @@ def int8(tiny_bundles):
 
 def test_fp16_passes_gates_without_overflow_at_16k_tokens(setup):
     bundle, rows = _export(setup, "onnx-fp16", name="fp16-big", profile=BIG_PROFILE)
-    assert all(r.passed for r in rows) and len(rows) == 5
+    assert all(r.passed for r in rows) and len(rows) == 9  # per expert SQNR and step SNR, then the pipeline
     probe = bundle.manifest["precision_probe"]
     assert probe["tokens"] >= 16384 and probe["finite"] and 0 < probe["largest_fp16_tensor"] < probe["limit"]
     assert len(probe["per_component"]) == 4 and probe["tensors_checked"] > 50
@@ -49,7 +49,7 @@ def test_fp16_passes_gates_without_overflow_at_16k_tokens(setup):
     assert types[onnx.TensorProto.FLOAT16] > types[onnx.TensorProto.FLOAT]  # weights are FP16
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 4  # FP32 I/O
     q = bundle.manifest["verification"]
-    assert q["verified"] and q["thresholds"] == {"expert_sqnr_db": 40.0, "e2e_psnr_db": 45.0}
+    assert q["verified"] and q["thresholds"] == {"expert_sqnr_db": 40.0, "e2e_psnr_db": 45.0, "step_snr_db": 35.0}
 
 
 def test_int8_is_qdq_on_weight_ops_only_and_records_calibration(int8):
@@ -80,7 +80,7 @@ def test_policy_is_honoured(setup):
         "onnx-int8",
         name="int8-mul",
         target_options=OnnxInt8Options(op_types=("MatMul", "Mul")),
-        thresholds=QualityThresholds(0.0, 0.0),
+        thresholds=QualityThresholds(0.0, 0.0, 0.0),
     )
     model = onnx.load(str(bundle.file("expert_0")))
     consumers = collections.defaultdict(set)
@@ -97,7 +97,7 @@ def test_policy_is_honoured(setup):
 def test_missed_gates_name_the_experts_and_write_nothing(setup):
     root, _ = setup
     with pytest.raises(QualityGateError) as info:
-        _export(setup, "onnx-int8", name="strict", thresholds=QualityThresholds(90.0, 90.0))
+        _export(setup, "onnx-int8", name="strict", thresholds=QualityThresholds(90.0, 90.0, 90.0))
     msg = str(info.value)
     assert "expert_0" in msg and "expert_3" in msg and "pipeline" in msg and "SQNR" in msg
     assert not (root / "strict").exists()

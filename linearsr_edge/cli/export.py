@@ -172,10 +172,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _thresholds(target: TargetInfo, given: dict) -> QualityThresholds | None:
-    if not any(d in given for d in ("min_psnr", "min_expert_sqnr")):
+    if not any(d in given for d in ("min_psnr", "min_expert_sqnr", "min_step_snr")):
         return None
-    base = QualityThresholds.default(target.precision)
-    return from_flags(QualityThresholds, given, expert_sqnr_db=base.expert_sqnr_db, e2e_psnr_db=base.e2e_psnr_db)
+    return from_flags(QualityThresholds, given, **QualityThresholds.default(target.precision).__dict__)
 
 
 if __name__ == "__main__":

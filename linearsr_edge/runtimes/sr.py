@@ -50,6 +50,7 @@ class SRRuntime:
         options: BackendOptions | None = None,
     ) -> None:
         self.cfg, self.backend, self.bundle, self.options = cfg, backend, bundle, options
+        self.last_verification = None  # the `VerifyReport` of verify() or of load(verify=...)
         self._specs = dict(specs)
         kinds = {name: spec.kind for name, spec in self._specs.items()}
         self._residents = ResidentSessions(opener, kinds, sizes or {}, residency)
@@ -63,11 +64,16 @@ class SRRuntime:
         backend: str = "auto",
         options: BackendOptions | None = None,
         residency: Residency = "all",
+        verify: str = "never",
+        on_verify_fail: str = "raise",
     ) -> SRRuntime:
         """Verify the bundle (hashes, schema) and open its sessions on ``backend`` per ``residency``.
 
         ``backend="auto"`` takes the best installed backend for the bundle's format and raises
-        `BackendUnavailableError` (naming the pip extra) when none is installed.
+        `BackendUnavailableError` (naming the pip extra) when none is installed. ``verify="first"``
+        runs the bundle's golden set once per new fingerprint (backend, settings, CPU) and caches a
+        pass; ``"always"`` runs it on every load. A failure raises `QualityGateError`, or with
+        ``on_verify_fail="warn"`` logs a warning.
         """
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
         info = pick_backend(bundle.format) if backend == "auto" else get_backend(backend)
@@ -77,7 +83,7 @@ class SRRuntime:
         if not bundle.verification.get("verified", True):
             log.warning("%s is not verified: %s", bundle.path, bundle.verification.get("reason", "no reason recorded"))
         names = bundle.component_names()
-        return cls(
+        runtime = cls(
             bundle.cfg,
             bundle.codec_factor,
             {n: bundle.spec(n) for n in names},
@@ -89,6 +95,15 @@ class SRRuntime:
             bundle=bundle,
             options=options,
         )
+        if verify != "never":
+            from linearsr_edge.verify import verify_on_load
+
+            try:
+                runtime.last_verification = verify_on_load(runtime, verify, on_verify_fail)
+            except BaseException:
+                runtime.close()
+                raise
+        return runtime
 
     # -- components --------------------------------------------------------------------------
     def component_names(self) -> list[str]:
@@ -173,6 +188,15 @@ class SRRuntime:
         for img in images:
             self.check_size(*img.shape[:2])
         return self.process.upscale_batch(images, opts, **kwargs)
+
+    def verify(self, thresholds=None):
+        """Run the bundle's golden set on this backend, device and options; returns a `VerifyReport`
+        (rows like the export gates', a fingerprint, ``passed``). ``thresholds``: a `QualityThresholds`
+        (default: the bundle's own)."""
+        from linearsr_edge.verify import run_golden
+
+        self.last_verification = run_golden(self, thresholds)
+        return self.last_verification
 
     def backend_settings(self) -> dict:
         """The backend and the settings its sessions run with (threads, device, precision hint in force)."""

@@ -1,0 +1,172 @@
+"""``linearsr-verify``: prove a bundle's quality on this device, with its golden set.
+
+Runs each bundle's golden set (FP32 reference cases recorded at export) on the chosen backend,
+device and options, prints the same table as the export gates plus a fingerprint (backend,
+version, settings, CPU and ISA), and exits 1 when a bundle misses its thresholds. Given several
+bundles of one model, it also times one expert step of each at the profile's optimum size and
+says when INT8 does not pay on this CPU, naming the faster bundle it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from linearsr_edge.cli.common import run_cli, version_string
+from linearsr_edge.options import add_flags, flags_of, from_flags, given_flags, refuse_flags
+from linearsr_edge.runtimes.base import BACKENDS, BackendOptions, get_backend, pick_backend
+
+PROG = "linearsr-verify"
+EXIT_FAILED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run each bundle's golden set on this device (backend, options, CPU) against the FP32 "
+        "reference outputs recorded at export; print the checks and where they ran; exit 1 if any bundle fails.",
+        epilog="example: linearsr-verify bundles/demo-int8 bundles/demo-fp32 --threads 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=version_string(PROG))
+    ap.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE", help="bundle folders (linearsr-export)")
+    ap.add_argument("--backend", default="auto", help="runtime backend (default: auto, per bundle format)")
+    ap.add_argument("--json", action="store_true", help="print the reports as JSON")
+    ap.add_argument("--no-timing", action="store_true", help="skip the per-step latency comparison")
+    ap.add_argument("--runs", type=int, default=5, help="timed expert steps per bundle (default 5)")
+    seen: set[str] = set()
+    add_flags(ap.add_argument_group("backend options (every backend)"), BackendOptions, seen)
+    for info in sorted(BACKENDS.entries(), key=lambda b: b.name):
+        if set(flags_of(info.options)) - seen:
+            add_flags(ap.add_argument_group(f"{info.name} backend options"), info.options, seen)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_cli(lambda: _run(args, given_flags(parser, args)), PROG)
+
+
+def step_ms(runtime, runs: int) -> tuple[float, str]:
+    """Median ms of one expert step at the profile's optimum size (batch 1), after one warm-up."""
+    spec = runtime.spec("expert_0")
+    feeds = spec.dummy_inputs("opt", batch=1, seed=0)
+    runtime.run_component("expert_0", feeds)
+    times = []
+    for _ in range(max(1, runs)):
+        t0 = time.perf_counter()
+        runtime.run_component("expert_0", feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    h, w = feeds["latent"].shape[2:]
+    return statistics.median(times), f"{w}x{h} latent"
+
+
+def kernel_check(bundle, options, report) -> dict:
+    """The golden pipeline PSNR with ONNX Runtime's integer kernels against the same Q/DQ graph evaluated in
+    float (``session.disable_quant_qdq``): what this CPU's kernel path costs (x86 without VNNI saturates
+    U8 x S8 pair sums; 7-bit weights cannot)."""
+    from dataclasses import replace
+
+    from linearsr_edge.runtimes import SRRuntime
+
+    emulated = replace(options, session_config={**options.session_config, "session.disable_quant_qdq": "1"})
+    with SRRuntime.load(bundle, backend="onnxruntime", options=emulated) as runtime:
+        ideal = runtime.verify(report.thresholds).rows[-1].value
+    real = report.rows[-1].value
+    return {"psnr_integer_kernels": real, "psnr_float_qdq": ideal, "kernel_cost_db": ideal - real}
+
+
+def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
+    from linearsr_edge.bundle import Bundle
+    from linearsr_edge.errors import ConfigError
+    from linearsr_edge.runtimes import SRRuntime
+
+    if args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    reports, timings = [], {}
+    for path in args.bundles:
+        bundle = Bundle.load(path)
+        info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
+        refuse_flags(backend_flags, flags_of(info.options), f"backend {info.name}")
+        options = from_flags(info.options, vars(args))
+        with SRRuntime.load(bundle, backend=info.name, options=options) as runtime:
+            report = runtime.verify()
+            if not args.no_timing:
+                timings[path] = (bundle, *step_ms(runtime, args.runs))
+                report.extra["step_ms"] = round(timings[path][1], 3)
+        if bundle.manifest.get("precision") == "int8" and info.name == "onnxruntime":
+            report.extra["kernel_check"] = kernel_check(bundle, options, report)
+        reports.append((bundle, report))
+        if not args.json:
+            _print_report(bundle, report, timings.get(path))
+    advice = _advice(timings) if len(timings) > 1 else None
+    if args.json:
+        print(json.dumps({"reports": [r.to_dict() for _, r in reports], "advice": advice}, indent=2, default=str))
+    elif advice:
+        print(advice)
+    return 0 if all(r.passed for _, r in reports) else EXIT_FAILED
+
+
+def _print_report(bundle, report, timing) -> None:
+    fp = report.fingerprint
+    settings = ", ".join(
+        f"{k} {v}"
+        for k, v in fp.items()
+        if k not in ("backend", "backend_version", "cpu", "isa", "cores", "arch", "os")
+    )
+    print(f"\n{bundle.path} ({bundle.target}) on {fp.get('backend')} {fp.get('backend_version')} ({settings})")
+    print(f"machine: {fp.get('cpu')}, {fp.get('cores')} cores, {fp.get('arch')}; ISA: {' '.join(fp.get('isa', []))}")
+    print(report.table())
+    if timing is not None:
+        print(f"one expert step at {timing[2]}: {timing[1]:.1f} ms")
+    check = report.extra.get("kernel_check")
+    if check is not None:
+        cost = check["kernel_cost_db"]
+        print(
+            f"integer kernels on this CPU: golden PSNR {check['psnr_integer_kernels']:.2f} dB against "
+            f"{check['psnr_float_qdq']:.2f} dB with Q/DQ in float: the kernel path costs {cost:+.2f} dB"
+            + (" (saturation? re-export without --int8-full-range)" if cost > 1.0 else "")
+        )
+    verdict = "PASSED" if report.passed else f"FAILED for {', '.join(report.failed_components)}"
+    print(f"{bundle.target}: {verdict}", file=sys.stdout)
+
+
+def _advice(timings: dict) -> str | None:
+    """Per model: the fastest bundle measured, and each INT8 bundle that a float bundle outruns here."""
+    by_model: dict[str, list] = {}
+    for bundle, ms, where in timings.values():
+        key = json.dumps(bundle.manifest.get("model"), sort_keys=True)
+        by_model.setdefault(key, []).append((ms, bundle, where))
+    lines = []
+    for entries in by_model.values():
+        if len(entries) < 2:
+            continue
+        fastest = min(entries, key=lambda e: e[0])
+        lines.append(
+            f"fastest here: {fastest[1].target} ({fastest[0]:.1f} ms per step at {fastest[2]}): {fastest[1].path}"
+        )
+        floats = [e for e in entries if e[1].manifest.get("precision") != "int8"]
+        for ms, bundle, where in entries:
+            beaten = [e for e in floats if e[0] <= ms]
+            if bundle.manifest.get("precision") == "int8" and beaten:
+                best = min(beaten, key=lambda e: e[0])
+                lines.append(
+                    f"INT8 does not pay on this CPU ({' '.join(_isa())}) for {bundle.target}: {ms:.1f} ms per step "
+                    f"at {where} against {best[0]:.1f} ms for {best[1].target}; use {best[1].path} or a faster INT8"
+                )
+    return "\n".join(lines) or None
+
+
+def _isa() -> list[str]:
+    from linearsr_edge.machine import cpu_isa
+
+    return cpu_isa()[1]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
