@@ -19,6 +19,8 @@ from linearsr_edge.build import ExportOptions, build_bundle
 from linearsr_edge.calibration import CalibrationOptions, QualityThresholds
 from linearsr_edge.demo import load_demo
 from linearsr_edge.demo.evaluate import heldout_pairs
+from linearsr_edge.exporters.onnx_options import OnnxInt8Options
+from linearsr_edge.machine import machine_line
 from linearsr_edge.parity import psnr
 from linearsr_edge.process import SampleOptions
 from linearsr_edge.runtimes import SRRuntime
@@ -30,6 +32,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     torch.set_num_threads(2)
+    print(f"{machine_line(2)}; onnx-int8 defaults: {OnnxInt8Options()}\n")
     demo = load_demo()
     pipe = demo.reference()
     photos = [(name, lr) for name, _, lr in heldout_pairs(demo.cfg.upscale)]
@@ -50,7 +53,7 @@ def main() -> int:
                         out=Path(tmp) / "b",
                         calibration=calib,
                         progress=False,
-                        thresholds=QualityThresholds(0.0, 0.0),
+                        thresholds=QualityThresholds(0.0, 0.0, 0.0),
                     )
                 )
                 bundle, rows = result.bundle, result.rows

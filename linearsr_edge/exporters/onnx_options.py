@@ -28,6 +28,17 @@ class OnnxInt8Options:
         "uint8", "--int8-activations", "activation type (default uint8: faster on x86)", choices=("uint8", "int8")
     )
     weight_type: str = "int8"
+    # 7-bit weights (the portable default): x86 CPUs without VNNI add U8 x S8 products in pairs into 16 bits
+    # (vpmaddubsw), which 255 * 127 * 2 overflows and 255 * 64 * 2 does not. Measured on the demo with
+    # AVX-512 VNNI: 47.41 dB against 47.55 dB for 8-bit weights; on an AVX2-only CPU 8-bit weights
+    # gave 41.4 dB (benchmarks/RESULTS.md).
+    reduce_range: bool = flag(
+        True,
+        "--int8-full-range",
+        "8-bit weights: +0.1 dB and ~5%% faster where VNNI or ARM dot products run them, but U8xS8 sums saturate "
+        "on x86 without VNNI (-6 dB measured on AVX2)",
+        invert=True,
+    )
     method: str = flag(
         "minmax", "--int8-method", "range calibration (default minmax)", choices=("minmax", "entropy", "percentile")
     )

@@ -235,6 +235,7 @@ def quantize_int8(
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(policy.op_types),
         per_channel=policy.per_channel,
+        reduce_range=policy.reduce_range,
         activation_type=qtype[policy.activation_type],
         weight_type=qtype[policy.weight_type],
         nodes_to_exclude=exclude,
