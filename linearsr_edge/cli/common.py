@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import warnings
@@ -57,3 +58,27 @@ def run_cli(body: Callable[[], int], prog: str, verbose: bool = False) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def add_backend_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """Every registered backend's option flags, one group per backend (the shared ones first)."""
+    from linearsr_edge.options import add_flags, flags_of
+    from linearsr_edge.runtimes.base import BACKENDS, BackendOptions
+
+    seen: set[str] = set()
+    add_flags(parser.add_argument_group(f"backend options ({note}every backend)"), BackendOptions, seen)
+    for info in sorted(BACKENDS.entries(), key=lambda b: b.name):
+        if set(flags_of(info.options)) - seen:
+            add_flags(
+                parser.add_argument_group(f"{info.name} backend options{f' ({note[:-2]})' if note else ''}"),
+                info.options,
+                seen,
+            )
+
+
+def backend_options(info, args: argparse.Namespace, given: list[str]):
+    """``info``'s typed options from the flags given, refusing any flag that belongs to another backend."""
+    from linearsr_edge.options import flags_of, from_flags, refuse_flags
+
+    refuse_flags(given, flags_of(info.options), f"backend {info.name}")
+    return from_flags(info.options, vars(args))

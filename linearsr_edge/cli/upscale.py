@@ -11,12 +11,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from linearsr_edge.cli.common import run_cli, version_string
+from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, ImageError
 from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
-from linearsr_edge.options import add_flags, flags_of, from_flags, given_flags, refuse_flags
+from linearsr_edge.options import given_flags
 from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes.base import BACKENDS, BackendOptions, get_backend, pick_backend
+from linearsr_edge.runtimes.base import get_backend, pick_backend
 
 PROG = "linearsr-upscale"
 
@@ -75,11 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse outputs above this many pixels (default {DEFAULT_MAX_OUTPUT_PIXELS:,})",
     )
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    seen: set[str] = set()
-    add_flags(ap.add_argument_group("backend options (--bundle, every backend)"), BackendOptions, seen)
-    for info in sorted(BACKENDS.entries(), key=lambda b: b.name):
-        if set(flags_of(info.options)) - seen:
-            add_flags(ap.add_argument_group(f"{info.name} backend options (--bundle)"), info.options, seen)
+    add_backend_flags(ap, note="--bundle, ")
     return ap
 
 
@@ -113,8 +109,7 @@ def load_upscaler(args: argparse.Namespace, backend_flags: list[str] | None = No
 
         bundle = Bundle.load(args.bundle)
         info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
-        refuse_flags(backend_flags, flags_of(info.options), f"backend {info.name}")
-        options = from_flags(info.options, vars(args))
+        options = backend_options(info, args, backend_flags)
         residency = int(args.residency) if args.residency.isdigit() else args.residency
         return SRRuntime.load(bundle, backend=info.name, options=options, residency=residency)
     if backend_flags:

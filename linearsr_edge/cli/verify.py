@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from linearsr_edge.cli.common import run_cli, version_string
-from linearsr_edge.options import add_flags, flags_of, from_flags, given_flags, refuse_flags
-from linearsr_edge.runtimes.base import BACKENDS, BackendOptions, get_backend, pick_backend
+from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
+from linearsr_edge.options import given_flags
+from linearsr_edge.runtimes.base import get_backend, pick_backend
 
 PROG = "linearsr-verify"
 EXIT_FAILED = 1
@@ -38,11 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", action="store_true", help="print the reports as JSON")
     ap.add_argument("--no-timing", action="store_true", help="skip the per-step latency comparison")
     ap.add_argument("--runs", type=int, default=5, help="timed expert steps per bundle (default 5)")
-    seen: set[str] = set()
-    add_flags(ap.add_argument_group("backend options (every backend)"), BackendOptions, seen)
-    for info in sorted(BACKENDS.entries(), key=lambda b: b.name):
-        if set(flags_of(info.options)) - seen:
-            add_flags(ap.add_argument_group(f"{info.name} backend options"), info.options, seen)
+    add_backend_flags(ap)
     return ap
 
 
@@ -92,8 +88,7 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
     for path in args.bundles:
         bundle = Bundle.load(path)
         info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
-        refuse_flags(backend_flags, flags_of(info.options), f"backend {info.name}")
-        options = from_flags(info.options, vars(args))
+        options = backend_options(info, args, backend_flags)
         with SRRuntime.load(bundle, backend=info.name, options=options) as runtime:
             report = runtime.verify()
             if not args.no_timing:
