@@ -1,0 +1,108 @@
+"""Device detection against fake /proc, /sys and /etc trees and fake tools, one per family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from linearsr_edge.devices import detect
+from linearsr_edge.devices.detect import probe_jetson, probe_openvino
+from linearsr_edge.machine import ISA_FLAGS, cpu_isa
+
+X86_FLAGS = "fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16"
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _cpuinfo(model: str, flags: str, key: str = "flags") -> str:
+    return f"processor\t: 0\nmodel name\t: {model}\n{key}\t\t: {flags}\n\n"
+
+
+def no_tools(argv: list[str]) -> None:
+    return None
+
+
+class FakeCore:
+    def __init__(self, devices: dict[str, str]) -> None:
+        self.available_devices = list(devices)
+        self._names = devices
+
+    def get_property(self, device: str, name: str) -> str:
+        assert name == "FULL_DEVICE_NAME"
+        return self._names[device]
+
+
+def test_jetson_orin_nano(tmp_path):
+    root = _tree(
+        tmp_path,
+        {
+            "proc/device-tree/model": "NVIDIA Jetson Orin Nano Developer Kit\x00",
+            "etc/nv_tegra_release": "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64\n",
+            "proc/cpuinfo": _cpuinfo("ARMv8 Processor rev 1 (v8l)", "fp asimd evtstrm aes asimddp", key="Features"),
+            "proc/meminfo": "MemTotal:        7802888 kB\n",
+        },
+    )
+    dev = detect(root, run=no_tools, openvino_core=FakeCore({}))
+    assert dev.family == "jetson" and dev.name == "NVIDIA Jetson Orin Nano Developer Kit"
+    assert dev.details["l4t"] == "36.3.0" and dev.shared_memory and dev.memory_bytes == 7802888 * 1024
+    assert dev.isa == ["asimd", "asimddp"] and dev.accelerators[0].backend == "cuda:0"
+
+
+def test_nvidia_dgpu_through_nvidia_smi(tmp_path):
+    root = _tree(tmp_path, {"proc/cpuinfo": _cpuinfo("AMD EPYC 9354", X86_FLAGS)})
+
+    def smi(argv):
+        return "NVIDIA L4, 23034\nNVIDIA L4, 23034\n" if argv[0] == "nvidia-smi" else None
+
+    dev = detect(root, run=smi, openvino_core=FakeCore({}))
+    assert dev.family == "nvidia-gpu" and dev.name == "NVIDIA L4" and len(dev.accelerators) == 2
+    assert dev.accelerators[1].backend == "cuda:1" and dev.accelerators[0].memory_bytes == 23034 << 20
+
+
+def test_apple_silicon_through_sysctl(tmp_path):
+    answers = {"machdep.cpu.brand_string": "Apple M3 Pro\n", "hw.memsize": "38654705664\n", "hw.ncpu": "12\n"}
+
+    def sysctl(argv):
+        return answers.get(argv[-1]) if argv[0] == "sysctl" else None
+
+    dev = detect(tmp_path, run=sysctl, openvino_core=FakeCore({}))
+    assert dev.family == "apple" and dev.name == "Apple M3 Pro" and dev.cores == 12
+    assert dev.memory_bytes == 38654705664 and dev.shared_memory and dev.accelerators[0].kind == "ane"
+
+
+def test_intel_core_ultra_with_npu(tmp_path):
+    root = _tree(tmp_path, {"proc/cpuinfo": _cpuinfo("Intel(R) Core(TM) Ultra 7 155H", "avx2 fma avx_vnni")})
+    core = FakeCore(
+        {"CPU": "Intel(R) Core(TM) Ultra 7 155H", "GPU": "Intel(R) Arc(TM) Graphics (iGPU)", "NPU": "Intel(R) AI Boost"}
+    )
+    dev = detect(root, run=no_tools, openvino_core=core)
+    assert dev.family == "intel" and dev.isa == ["avx2", "avx_vnni"]
+    assert [(a.kind, a.backend) for a in dev.accelerators] == [("igpu", "openvino:GPU"), ("npu", "openvino:NPU")]
+
+
+def test_generic_cpus_and_missing_everything(tmp_path):
+    avx2 = _tree(tmp_path / "a", {"proc/cpuinfo": _cpuinfo("AMD EPYC 7B13", "fpu avx2 fma")})
+    dev = detect(avx2, run=no_tools, openvino_core=FakeCore({"CPU": "AMD EPYC 7B13"}))
+    assert dev.family == "cpu" and dev.isa == ["avx2"]
+    empty = detect(tmp_path / "nothing", run=no_tools, openvino_core=FakeCore({}))  # no /proc, no tools
+    assert empty.family == "cpu" and empty.isa == [] and empty.memory_bytes is None
+    assert probe_jetson(tmp_path / "nothing") is None
+    assert probe_openvino(FakeCore({"CPU": "x"})) == []
+
+
+def test_this_machine_reports_exactly_its_cpuinfo_flags():
+    dev = detect(run=no_tools)
+    real = Path("/proc/cpuinfo")
+    if real.is_file():
+        listed = {
+            f
+            for line in real.read_text().splitlines()
+            if line.split(":")[0].strip() in ("flags", "Features")
+            for f in line.split(":", 1)[1].split()
+        }
+        assert set(dev.isa) == listed & set(ISA_FLAGS) and dev.isa == cpu_isa()[1]
+    assert dev.cores >= 1 and dev.family in ("cpu", "intel", "nvidia-gpu", "jetson", "apple")
