@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from linearsr_edge.devices import detect
 from linearsr_edge.devices.detect import probe_jetson, probe_openvino
@@ -106,3 +109,69 @@ def test_this_machine_reports_exactly_its_cpuinfo_flags():
         }
         assert set(dev.isa) == listed & set(ISA_FLAGS) and dev.isa == cpu_isa()[1]
     assert dev.cores >= 1 and dev.family in ("cpu", "intel", "nvidia-gpu", "jetson", "apple")
+
+
+# -- profiles and linearsr-doctor -----------------------------------------------------------------
+def _device(**kw):
+    from linearsr_edge.devices import DeviceInfo
+
+    base = dict(family="cpu", name="x", arch="x86_64", cpu="x", isa=["avx2"], cores=4, memory_bytes=8 << 30)
+    return DeviceInfo(**{**base, **kw})
+
+
+def test_profiles_match_each_family():
+    from linearsr_edge.devices import Accelerator
+    from linearsr_edge.devices.profiles import builtin_profiles, match_profile
+
+    profiles = builtin_profiles()
+    assert len(profiles) >= 12 and len({p.name for p in profiles}) == len(profiles)
+    cases = {
+        "x86-avx2": _device(),
+        "x86-avx512-vnni": _device(isa=["avx2", "avx512f", "avx512_vnni"]),
+        "arm-generic": _device(arch="aarch64", isa=["asimd"]),
+        "jetson-orin-nano-8gb": _device(family="jetson", name="NVIDIA Jetson Orin Nano Developer Kit", arch="aarch64"),
+        "jetson-agx-orin-64gb": _device(family="jetson", name="Jetson AGX Orin", arch="aarch64"),
+        "apple-m3": _device(family="apple", name="Apple M3 Pro", arch="arm64"),
+        "intel-core-ultra-npu": _device(family="intel", accelerators=[Accelerator("npu", "Intel(R) AI Boost")]),
+        "nvidia-gpu": _device(family="nvidia-gpu", name="NVIDIA L4"),
+    }
+    for expected, device in cases.items():
+        assert match_profile(device, profiles).name == expected, expected
+    # INT8 pays only with VNNI: the AVX2 profile prefers FP32 (measured, benchmarks/RESULTS.md)
+    assert match_profile(cases["x86-avx2"]).targets[0].endswith("fp32")
+    assert match_profile(cases["x86-avx512-vnni"]).targets[0].endswith("int8")
+
+
+def test_a_user_profile_overrides_fields_and_bad_ones_are_named(tmp_path):
+    from linearsr_edge.devices.profiles import load_profile, match_profile
+    from linearsr_edge.errors import ConfigError
+
+    base = match_profile(_device())
+    (tmp_path / "mine.json").write_text('{"memory_budget_bytes": 1073741824, "targets": ["onnx-int8"]}')
+    mine = load_profile(tmp_path / "mine.json", base=base)
+    assert mine.memory_budget_bytes == 1 << 30 and mine.targets == ("onnx-int8",)
+    assert mine.tile_size == base.tile_size and "mine.json" in mine.source
+    for text, match in (
+        ('{"tile": 3}', "unknown fields \\['tile'\\]"),
+        ('{"tile_size": 3}', "tile_size must be an integer >= 16"),
+        ("[1, 2]", "must hold a JSON object"),
+        ("{", "cannot read device profile"),
+    ):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            load_profile(tmp_path / "bad.json", base=base)
+
+
+def test_doctor_recommends_an_installed_target_and_says_why(capsys):
+    from linearsr_edge.cli.doctor import main
+    from linearsr_edge.exporters import get_target
+
+    assert main(["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    target = data["recommended_target"]
+    assert target is not None and get_target(target).available and data["reason"]
+    assert data["device"]["isa"] == cpu_isa()[1]
+    assert {b["name"] for b in data["backends"]} >= {"onnxruntime", "openvino"}
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert f"export:   {target}:" in out and f"linearsr-export --target {target}" in out
