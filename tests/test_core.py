@@ -428,7 +428,7 @@ def test_wrongly_typed_options_and_unknown_components_are_refused(tiny, tmp_path
 
     out = str(tmp_path / "o.png")
     assert upscale_main([str(tiny[2]), "-o", out, "--bundle", str(tiny[3].path), "--residency", "some"]) == 2
-    assert "residency must be 'all', 'one' or a positive byte budget" in capsys.readouterr().err
+    assert "residency must be 'all', 'one', 'auto' or a positive byte budget" in capsys.readouterr().err
 
 
 def test_an_interrupt_swallowed_by_a_finaliser_still_stops_the_work():

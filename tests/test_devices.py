@@ -175,3 +175,40 @@ def test_doctor_recommends_an_installed_target_and_says_why(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert f"export:   {target}:" in out and f"linearsr-export --target {target}" in out
+
+
+def test_export_target_auto_names_the_choice_and_why(caplog):
+    import logging
+
+    from linearsr_edge.cli.export import auto_target
+    from linearsr_edge.devices import detect
+    from linearsr_edge.devices.profiles import match_profile
+    from linearsr_edge.exporters import get_target
+
+    logger = logging.getLogger("linearsr_edge")
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        name = auto_target()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert get_target(name).available and name in match_profile(detect()).targets
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("auto:"))
+    assert line.startswith(f"auto: {name} on ") and "because" in line
+
+
+def test_residency_auto_takes_the_profiles_budget():
+    from linearsr_edge.devices import detect
+    from linearsr_edge.devices.profiles import match_profile
+    from linearsr_edge.runtimes.residency import auto_residency
+
+    budget = match_profile(detect()).memory_budget_bytes
+    kinds = {"expert_0": "expert", "expert_1": "expert", "encoder": "encoder", "decoder": "decoder"}
+
+    def sizes(expert: int, codec: int = 1 << 20) -> dict[str, int]:
+        return {"expert_0": expert, "expert_1": expert, "encoder": codec, "decoder": codec}
+
+    assert auto_residency(kinds, sizes(1 << 20)) == "all"  # a small bundle: no detection needed
+    assert auto_residency(kinds, sizes(budget // 3)) == "all"
+    assert auto_residency(kinds, sizes(budget * 2 // 3)) == budget  # both experts do not fit, one does
+    assert auto_residency(kinds, sizes(budget)) == "one"  # not even one expert beside the codec

@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--version", action="version", version=version_string(PROG))
-    ap.add_argument("--target", required=True, metavar="NAME", help="export target (see the list below)")
+    ap.add_argument(
+        "--target",
+        required=True,
+        metavar="NAME",
+        help="export target (see the list below), or auto: this device's best",
+    )
     ap.add_argument("--checkpoint", type=Path, help="a LinearSR model folder (default: the bundled demo model)")
     ap.add_argument("--out", type=Path, help="bundle folder to create (default: bundles/<target>)")
     ap.add_argument("--max-resolution", default="1024x1024", metavar="WxH", help="largest output image (1024x1024)")
@@ -102,6 +107,28 @@ def accepted_flags(target: TargetInfo) -> list[str]:
     return flags + flags_of(target.options)
 
 
+def auto_target() -> str:
+    """``--target auto``: the device profile's first target that this install can export; logs why."""
+    import logging
+
+    from linearsr_edge.cli.doctor import recommend
+    from linearsr_edge.devices import detect
+    from linearsr_edge.devices.profiles import match_profile
+
+    device = detect()
+    profile = match_profile(device)
+    if profile is None:
+        raise ConfigError(f"--target auto: no device profile matches {device.name} ({device.arch}); name a target")
+    name, why = recommend(profile)
+    if name is None:
+        raise ConfigError(f"--target auto: {why}")
+    isa = f" ({', '.join(device.isa)})" if device.isa else ""
+    logging.getLogger("linearsr_edge").info(
+        "auto: %s on %s%s, profile %s, because %s", name, device.name, isa, profile.name, why
+    )
+    return name
+
+
 def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, target: TargetInfo) -> None:
     """Refuse any given flag that ``target`` does not honour."""
     refuse_flags(given_flags(parser, args), accepted_flags(target), f"target {target.name}")
@@ -134,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
-    target = get_target(args.target)
+    target = get_target(auto_target() if args.target == "auto" else args.target)
     check_flags(parser, args, target)
     given = vars(args)
     from linearsr_edge.build import ExportOptions, build_bundle  # the heavy imports (torch), after the checks

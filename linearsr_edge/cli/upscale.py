@@ -57,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--backend", default="auto", help="runtime backend for --bundle (default: auto)")
     ap.add_argument(
         "--residency",
-        default="all",
-        metavar="all|one|BYTES",
-        help="--bundle: keep every expert loaded (all), one at a time (one), or within a byte budget",
+        default="auto",
+        metavar="auto|all|one|BYTES",
+        help="--bundle: every expert loaded (all), one at a time (one), within a byte budget, or auto (default): "
+        "all when the bundle fits this device profile's memory budget",
     )
     ap.add_argument(
         "--steps", type=int, help="sampling steps (default: the model's; more steps = more detail, lower PSNR)"

@@ -18,15 +18,42 @@ from linearsr_edge.runtimes.base import Session
 
 log = logging.getLogger(__name__)
 
-Residency = str | int  # "all", "one" or a byte budget
+Residency = str | int  # "all", "one", "auto" or a byte budget
 
 
 def check_residency(residency: Residency) -> Residency:
     if isinstance(residency, bool) or not (
-        residency in ("all", "one") or (isinstance(residency, int) and residency > 0)
+        residency in ("all", "one", "auto") or (isinstance(residency, int) and residency > 0)
     ):
-        raise ConfigError(f"residency must be 'all', 'one' or a positive byte budget, got {residency!r}")
+        raise ConfigError(f"residency must be 'all', 'one', 'auto' or a positive byte budget, got {residency!r}")
     return residency
+
+
+def auto_residency(kinds: dict[str, str], sizes: dict[str, int]) -> Residency:
+    """``"auto"``: everything when the bundle fits the device profile's memory budget, else the budget
+    itself (experts swapped least recently used first), else one expert at a time. The device is only
+    detected when the bundle is larger than the smallest budget any profile gives."""
+    from linearsr_edge.devices import detect
+    from linearsr_edge.devices.profiles import builtin_profiles, match_profile
+
+    total = sum(sizes.values())
+    profiles = builtin_profiles()
+    if total <= min(p.memory_budget_bytes for p in profiles):
+        return "all"
+    profile = match_profile(detect(), profiles)
+    if profile is None or total <= profile.memory_budget_bytes:
+        return "all"
+    codec = sum(sizes.get(n, 0) for n, k in kinds.items() if k != "expert")
+    biggest = max((sizes.get(n, 0) for n, k in kinds.items() if k == "expert"), default=0)
+    choice: Residency = profile.memory_budget_bytes if codec + biggest <= profile.memory_budget_bytes else "one"
+    log.info(
+        "residency auto: %s (bundle %d MiB, profile %s budget %d MiB)",
+        choice,
+        total >> 20,
+        profile.name,
+        profile.memory_budget_bytes >> 20,
+    )
+    return choice
 
 
 class ResidentSessions:
@@ -40,6 +67,8 @@ class ResidentSessions:
         residency: Residency = "all",
     ) -> None:
         self.policy = check_residency(residency)
+        if self.policy == "auto":
+            self.policy = auto_residency(kinds, sizes)
         self._opener, self._kinds, self._sizes = opener, kinds, sizes
         self._open: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.RLock()

@@ -63,7 +63,7 @@ class SRRuntime:
         path: str | Path | Bundle,
         backend: str = "auto",
         options: BackendOptions | None = None,
-        residency: Residency = "all",
+        residency: Residency = "auto",
         verify: str = "never",
         on_verify_fail: str = "raise",
     ) -> SRRuntime:
@@ -77,6 +77,17 @@ class SRRuntime:
         """
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
         info = pick_backend(bundle.format) if backend == "auto" else get_backend(backend)
+        if backend == "auto":
+            from linearsr_edge.machine import cpu_isa
+
+            isa = cpu_isa()[1]
+            log.info(
+                "auto: %s for %s (%s) on this %s CPU",
+                info.name,
+                bundle.path.name,
+                bundle.target,
+                "/".join(isa) or "unknown-ISA",
+            )
         if bundle.format not in info.formats:
             raise InputSpecError(f"backend {info.name!r} cannot run {bundle.format} bundles ({bundle.target})")
         options = info.check_options(options)
