@@ -294,7 +294,7 @@ def _gate_rows(
     """FP16 / INT8: per-expert SQNR and step SNR on held-out band data, end-to-end PSNR on held-out photos."""
     reference, rows = source.reference, []
     steps = calib.options.steps or 2 * source.folder.cfg.default_steps  # as the held-out data was recorded
-    deltas = step_deltas(reference.process, SampleOptions(steps=steps))
+    delta = step_deltas(reference.process, SampleOptions(steps=steps))
     for k in tqdm(range(source.folder.cfg.num_experts), desc="quality gates", unit="expert", disable=not progress):
         name = f"expert_{k}"
         feeds = calib.heldout[k]
@@ -302,7 +302,7 @@ def _gate_rows(
         tests = [runtime.run_component(name, f)["velocity"] for f in feeds]
         rows.append(sqnr_row(name, f"{len(feeds)} held-out band inputs", refs, tests, thresholds.expert_sqnr_db))
         latents = [f["latent"] for f in feeds]
-        dsigmas = [deltas[float(np.float32(f["sigma"][0]))] for f in feeds]
+        dsigmas = [delta(float(f["sigma"][0])) for f in feeds]
         rows.append(
             step_row(name, f"{len(feeds)} held-out steps", latents, refs, tests, dsigmas, thresholds.step_snr_db)
         )

@@ -90,10 +90,22 @@ class GoldenSet:
         return rows
 
 
-def step_deltas(process: SRProcess, opts: SampleOptions) -> dict[float, float]:
-    """``{sigma (as float32): sigma_next - sigma}`` for every step of the plan ``opts`` makes."""
+def step_deltas(process: SRProcess, opts: SampleOptions):
+    """``delta(sigma) -> sigma_next - sigma`` for the steps of the plan ``opts`` makes (``sigma`` as the
+    expert saw it, float32); a sigma the plan does not hold is refused, never given a zero step."""
     plan = process.plan(opts)
-    return {float(np.float32(s)): float(n - s) for s, n in zip(plan.sigma, plan.sigma_next, strict=True)}
+    deltas = {float(np.float32(s)): float(n - s) for s, n in zip(plan.sigma, plan.sigma_next, strict=True)}
+
+    def delta(sigma: float) -> float:
+        key = float(np.float32(sigma))
+        if key in deltas:
+            return deltas[key]
+        near = [d for s, d in deltas.items() if math.isclose(s, key, rel_tol=1e-6)]
+        if not near:
+            raise BundleError(f"sigma {sigma:g} is not a step of the {len(plan)}-step plan")
+        return near[0]
+
+    return delta
 
 
 def record_golden(process: SRProcess, image: np.ndarray, per_expert: int = 2, seed: int = 0) -> GoldenSet:
@@ -102,15 +114,14 @@ def record_golden(process: SRProcess, image: np.ndarray, per_expert: int = 2, se
     visited more than once), then one default run for the end-to-end case."""
     steps = 4 * process.cfg.default_steps
     record = SampleOptions(steps=steps, seed=seed + 1)
-    deltas = step_deltas(process, record)
+    delta = step_deltas(process, record)
     cases: dict[int, list[GoldenCase]] = {k: [] for k in range(process.cfg.num_experts)}
     inner = process.expert
 
     def recording(k: int, feeds: dict[str, np.ndarray]) -> np.ndarray:
         out = inner(k, feeds)
         if len(cases[k]) < per_expert:
-            sigma = float(feeds["sigma"][0])
-            dsigma = deltas.get(sigma, next((d for s, d in deltas.items() if math.isclose(s, sigma, rel_tol=1e-6)), 0))
+            dsigma = delta(float(feeds["sigma"][0]))
             cases[k].append(GoldenCase({n: feeds[n][:1].copy() for n in INPUTS}, out[:1].copy(), dsigma))
         return out
 

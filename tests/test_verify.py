@@ -225,3 +225,30 @@ def test_golden_set_round_trip_shares_what_is_shared(tiny_bundles, tmp_path):
             assert a.dsigma == b.dsigma and np.array_equal(a.velocity, b.velocity)
             assert all(np.array_equal(a.feeds[n], b.feeds[n]) for n in a.feeds)
     assert np.array_equal(golden.sr, back.sr) and (golden.steps, golden.seed) == (back.steps, back.seed)
+
+
+def test_a_sigma_outside_the_plan_is_refused_not_given_a_zero_step(tiny_bundles):
+    from linearsr_edge.golden import step_deltas
+    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.process import SampleOptions
+
+    tiny_bundles("onnx-fp32")
+    process = load_model_folder(tiny_bundles.root / "model").reference().process
+    delta = step_deltas(process, SampleOptions(steps=4))
+    plan = process.plan(SampleOptions(steps=4))
+    assert delta(float(plan.sigma[1])) == pytest.approx(float(plan.sigma_next[1] - plan.sigma[1]))
+    with pytest.raises(BundleError, match="sigma 0.123 is not a step of the 4-step plan"):
+        delta(0.123)
+
+
+def test_bad_verify_options_are_refused(tiny_bundles, capsys):
+    from linearsr_edge.cli.verify import main
+    from linearsr_edge.errors import ConfigError
+
+    path = tiny_bundles("onnx-fp32").bundle.path
+    with pytest.raises(ConfigError, match="verify must be 'never', 'first' or 'always'"):
+        SRRuntime.load(path, verify="sometimes")
+    with pytest.raises(ConfigError, match="on_verify_fail must be 'raise' or 'warn'"):
+        SRRuntime.load(path, verify="always", on_verify_fail="ignore")
+    assert main([str(path), "--runs", "0"]) == 2
+    assert "--runs must be at least 1" in capsys.readouterr().err
