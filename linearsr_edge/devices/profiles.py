@@ -7,7 +7,9 @@ matches a detected device; a user's own JSON file overrides any field (`load_pro
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -87,13 +89,15 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def builtin_profiles() -> list[DeviceProfile]:
-    """The shipped profiles, most specific (highest priority) first."""
+@functools.lru_cache(maxsize=1)
+def builtin_profiles() -> tuple[DeviceProfile, ...]:
+    """The shipped profiles, most specific (highest priority) first; read once per process (every
+    ``SRRuntime.load`` with residency ``auto`` asks for them)."""
     profiles = [_from_dict(_read(p), p.name) for p in sorted(PROFILE_DIR.glob("*.json"))]
-    return sorted(profiles, key=lambda p: -p.priority)
+    return tuple(sorted(profiles, key=lambda p: -p.priority))
 
 
-def match_profile(device: DeviceInfo, profiles: list[DeviceProfile] | None = None) -> DeviceProfile | None:
+def match_profile(device: DeviceInfo, profiles: Sequence[DeviceProfile] | None = None) -> DeviceProfile | None:
     """The highest-priority profile that matches ``device`` (None if none does)."""
     return next((p for p in (profiles or builtin_profiles()) if p.matches(device)), None)
 
