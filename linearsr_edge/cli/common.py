@@ -60,12 +60,13 @@ def run_cli(body: Callable[[], int], prog: str, verbose: bool = False) -> int:
         return EXIT_INTERRUPTED
 
 
-def add_backend_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
-    """Every registered backend's option flags, one group per backend (the shared ones first)."""
+def add_backend_flags(parser: argparse.ArgumentParser, note: str = "", skip: tuple[str, ...] = ()) -> None:
+    """Every registered backend's option flags, one group per backend (the shared ones first); ``skip``:
+    flags the command defines itself."""
     from linearsr_edge.options import add_flags, flags_of
     from linearsr_edge.runtimes.base import BACKENDS, BackendOptions
 
-    seen: set[str] = set()
+    seen: set[str] = set(skip)
     add_flags(parser.add_argument_group(f"backend options ({note}every backend)"), BackendOptions, seen)
     for info in sorted(BACKENDS.entries(), key=lambda b: b.name):
         if set(flags_of(info.options)) - seen:

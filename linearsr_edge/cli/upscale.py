@@ -16,7 +16,7 @@ from linearsr_edge.errors import BackendUnavailableError, ConfigError, ImageErro
 from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
 from linearsr_edge.options import given_flags
 from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes.base import get_backend, pick_backend
+from linearsr_edge.runtimes.base import describe_settings, get_backend, pick_backend
 
 PROG = "linearsr-upscale"
 
@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_OUTPUT_PIXELS,
         help=f"refuse outputs above this many pixels (default {DEFAULT_MAX_OUTPUT_PIXELS:,})",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="untimed upscales of the same image first, so the summary shows the warm per-frame latency "
+        "(what an application that keeps the runtime loaded sees; default 0)",
     )
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     add_backend_flags(ap, note="--bundle, ")
@@ -151,24 +158,13 @@ def _list_tags(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_settings(settings: dict) -> str:
-    """``openvino CPU, f32, 2 threads`` from `SRRuntime.backend_settings`."""
-    parts = [str(settings.get("backend", "?"))]
-    if settings.get("device"):
-        parts.append(str(settings["device"]))
-    if settings.get("providers"):
-        parts.append("+".join(p.removesuffix("ExecutionProvider") for p in settings["providers"]))
-    if settings.get("precision_hint"):
-        parts.append(f"hint {settings['precision_hint']}")
-    parts.append(f"{settings['threads']} threads" if settings.get("threads") else "default threads")
-    return " ".join(parts[:1]) + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
-
-
 def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> int:
     if args.list_tags:
         return _list_tags(args)
     if args.input is None or args.output is None:
         raise ConfigError("give an input image and -o OUTPUT (or --list-tags)")
+    if args.warmup < 0:
+        raise ConfigError("--warmup must be 0 or more")
     check_output_path(args.output)
     max_in = max(1, args.max_pixels // 4)
     image = read_image(args.input, max_pixels=max_in)
@@ -184,6 +180,9 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
         max_pixels=args.max_pixels,
     )
     plan = upscaler.process.plan(opts)
+    quiet_warmup = args.quiet or not args.warmup
+    for _ in tqdm(range(args.warmup), desc="warm-up", unit="run", disable=quiet_warmup, file=sys.stderr):
+        upscaler.upscale(image, opts)
     with tqdm(total=len(plan), desc="denoising", unit="step", disable=args.quiet, file=sys.stderr) as bar:
         result = upscaler.upscale(image, opts, on_step=lambda i: bar.update(1))
     write_image(args.output, result.image)
@@ -193,7 +192,8 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
         per = ", ".join(f"e{k}:{n}" for k, n in enumerate(result.steps_per_expert))
         print(
             f"{args.input.name} {w}x{h} -> {args.output} {ow}x{oh} | {len(result.plan)} steps "
-            f"({result.plan.nfe} NFE; per expert {per}) | {result.seconds:.2f} s (+{load_s:.2f} s load) | "
+            f"({result.plan.nfe} NFE; per expert {per}) | {result.seconds:.3f} s (+{load_s:.2f} s load"
+            f"{f', {args.warmup} warm-up runs' if args.warmup else ''}) | "
             f"{describe_settings(upscaler.backend_settings())}"
         )
     return 0

@@ -70,6 +70,19 @@ class Session(abc.ABC):
         """Release what the session holds; it is not used again."""
 
 
+def describe_settings(settings: dict) -> str:
+    """``openvino CPU, f32, 2 threads`` from `SRRuntime.backend_settings`."""
+    parts = [str(settings.get("backend", "?"))]
+    if settings.get("device"):
+        parts.append(str(settings["device"]))
+    if settings.get("providers"):
+        parts.append("+".join(p.removesuffix("ExecutionProvider") for p in settings["providers"]))
+    if settings.get("precision_hint"):
+        parts.append(f"hint {settings['precision_hint']}")
+    parts.append(f"{settings['threads']} threads" if settings.get("threads") else "default threads")
+    return " ".join(parts[:1]) + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
 SessionFactory = Callable[["Bundle", str, BackendOptions], Session]
 
 

@@ -10,7 +10,10 @@ class over PyTorch components (`linearsr_edge.reference.reference_runtime`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,18 @@ from linearsr_edge.specs import ComponentSpec
 from linearsr_edge.tags import TagVocabulary
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ComponentCall:
+    """One component call recorded by `SRRuntime.traced`: when it started (``perf_counter`` seconds),
+    the seconds spent opening its session (0 when resident) and inside the session, and its batch."""
+
+    component: str
+    start: float
+    open_seconds: float
+    seconds: float
+    batch: int
 
 
 class SRRuntime:
@@ -51,6 +66,7 @@ class SRRuntime:
     ) -> None:
         self.cfg, self.backend, self.bundle, self.options = cfg, backend, bundle, options
         self.last_verification = None  # the `VerifyReport` of verify() or of load(verify=...)
+        self._trace: list[ComponentCall] | None = None
         self._specs = dict(specs)
         kinds = {name: spec.kind for name, spec in self._specs.items()}
         self._residents = ResidentSessions(opener, kinds, sizes or {}, residency)
@@ -128,7 +144,31 @@ class SRRuntime:
     def run_component(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one component on named arrays (validated against its spec), opening it if needed."""
         self.spec(component)
-        return self._residents.get(component).run(feeds)
+        trace = self._trace
+        if trace is None:
+            return self._residents.get(component).run(feeds)
+        t0 = time.perf_counter()
+        session = self._residents.get(component)
+        t1 = time.perf_counter()
+        out = session.run(feeds)
+        batch = len(next(iter(feeds.values()))) if feeds else 0
+        trace.append(ComponentCall(component, t0, t1 - t0, time.perf_counter() - t1, batch))
+        return out
+
+    @contextmanager
+    def traced(self) -> Iterator[list[ComponentCall]]:
+        """Record every component call made inside the block (for profiling from one thread):
+
+        >>> with rt.traced() as calls:
+        ...     rt.upscale(image)
+        >>> sum(c.seconds for c in calls)        # time inside sessions
+        """
+        calls: list[ComponentCall] = []
+        previous, self._trace = self._trace, calls
+        try:
+            yield calls
+        finally:
+            self._trace = previous
 
     def open_counts(self) -> dict[str, int]:
         """How often each component's session has been opened since load."""

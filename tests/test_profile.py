@@ -1,0 +1,255 @@
+"""linearsr-profile: call tracing, the report's accounting, compare and budget logic, the CLI and its plot."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shlex
+import time
+
+import numpy as np
+import pytest
+
+from linearsr_edge.cli import profile as profile_cli
+from linearsr_edge.cli import upscale as upscale_cli
+from linearsr_edge.process import SampleOptions
+from linearsr_edge.profiling import (
+    BudgetRow,
+    choose,
+    compare_rows,
+    fit_frame,
+    gate_psnr,
+    profile,
+    reference_order,
+)
+from linearsr_edge.runtimes import SRRuntime
+from linearsr_edge.runtimes.base import Session, get_backend
+
+
+def _frame(h=24, w=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_traced_records_every_call_in_plan_order(tiny_bundles):
+    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+        image = _frame()
+        rt.upscale(image)  # no trace outside the block
+        with rt.traced() as calls:
+            t0 = time.perf_counter()
+            result = rt.upscale(image, SampleOptions(steps=3))
+            whole = time.perf_counter() - t0
+        rt.upscale(image)
+    names = [c.component for c in calls]
+    experts = [f"expert_{k}" for k in result.plan.expert]
+    assert names == ["encoder", *experts, "decoder"]
+    assert all(c.batch == 1 and c.seconds > 0 and c.open_seconds >= 0 for c in calls)
+    assert all(a.start + a.seconds <= b.start for a, b in itertools.pairwise(calls))
+    assert sum(c.seconds + c.open_seconds for c in calls) < whole
+
+
+class _Delayed(Session):
+    """A real session of the bundle, delayed by a known time: the profiler must put that time on it."""
+
+    def __init__(self, inner: Session, delay: float) -> None:
+        super().__init__(inner.spec)
+        self.inner, self.delay, self.backend = inner, delay, inner.backend
+
+    def _run(self, feeds):
+        time.sleep(self.delay)
+        return self.inner._run(feeds)
+
+
+def test_profile_puts_time_where_it_was_spent(tiny_bundles):
+    bundle = tiny_bundles("onnx-fp32").bundle
+    info = get_backend("onnxruntime")
+    names = bundle.component_names()
+    delay = {"expert_0": 0.0, "expert_1": 0.030, "expert_2": 0.0, "expert_3": 0.0, "encoder": 0.0, "decoder": 0.0}
+    rt = SRRuntime(
+        bundle.cfg,
+        bundle.codec_factor,
+        {n: bundle.spec(n) for n in names},
+        lambda n: _Delayed(info.factory(bundle, n, info.options()), delay[n]),
+        "onnxruntime",
+        tags=bundle.tags(),
+        bundle=bundle,
+    )
+    with rt:
+        report = profile(rt, _frame(), SampleOptions(steps=4), runs=3, warmup=1)
+    plan = rt.process.plan(SampleOptions(steps=4))
+    per_expert = plan.steps_per_expert(bundle.cfg.num_experts)
+    for k, n in enumerate(per_expert):
+        name = f"expert_{k}"
+        if n:
+            assert report.components[name]["calls_per_image"] == n
+        else:
+            assert name not in report.components
+    assert per_expert[1] >= 1
+    assert report.components["expert_1"]["min_ms"] >= 30.0  # the sleep is inside the session
+    for s in report.timeline:  # the steps of expert 1 carry its sleep
+        assert s["min_ms"] >= 30.0 or s["expert"] != 1
+    assert [s["expert"] for s in report.timeline] == [int(k) for k in plan.expert]
+    assert report.image["p50_ms"] >= 30.0 * per_expert[1]
+    assert report.image["min_ms"] <= report.image["p50_ms"] <= report.image["p95_ms"]
+    assert report.outside_ms >= 0 and report.session_ms >= 30.0 * per_expert[1]
+    assert report.session_ms + report.outside_ms + report.open_ms == pytest.approx(report.image["p50_ms"], rel=0.5)
+    assert report.throughput_ips == pytest.approx(1e3 / report.image["p50_ms"])
+    assert report.peak_rss_bytes is None or report.peak_rss_bytes > 10 * 2**20
+    assert report.settings["backend"] == "onnxruntime"
+    assert len(report.gantt) == len(plan) + 2
+    json.dumps(report.to_dict())  # the --json form
+
+
+def test_batch_counts_every_frame(tiny_bundles):
+    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+        report = profile(rt, _frame(), SampleOptions(steps=2), runs=2, warmup=0, batch=3)
+    assert report.batch == 3
+    assert report.components["encoder"]["calls_per_image"] == pytest.approx(1 / 3)
+    assert report.throughput_ips == pytest.approx(3e3 / report.image["p50_ms"])
+
+
+def test_profile_refuses_bad_counts(tiny_bundles):
+    from linearsr_edge.errors import ConfigError
+
+    path = tiny_bundles("onnx-fp32").bundle.path
+    with SRRuntime.load(path, backend="onnxruntime") as rt, pytest.raises(ConfigError, match="runs >= 1"):
+        profile(rt, _frame(), runs=0)
+
+
+def test_fit_frame_resizes_exactly():
+    out = fit_frame(_frame(20, 30), 9, 16)
+    assert out.shape == (9, 16, 3) and out.dtype == np.uint8
+    src = _frame(9, 16)
+    assert fit_frame(src, 9, 16) is not None and np.array_equal(fit_frame(src, 9, 16), src)
+
+
+def _row(name, quality, p50, fits):
+    return BudgetRow(name, name, "fp32", 1, p50, p50, quality, fits)
+
+
+def test_choose_best_quality_within_budget():
+    rows = [_row("a", math.inf, 300, False), _row("b", 40.0, 120, True), _row("c", 40.0, 90, True)]
+    rows.append(_row("d", 30.0, 50, True))
+    assert choose(rows).bundle == "c"  # equal quality: the faster
+    assert choose([_row("a", 50.0, 300, False)]) is None
+    assert choose([_row("a", math.inf, 10, True), _row("b", 60.0, 5, True)]).bundle == "a"
+
+
+def test_reference_order_puts_the_most_precise_first():
+    manifests = [{"precision": "int8"}, {"precision": "fp16"}, {"precision": "fp32"}, {"precision": "fp32"}]
+    assert reference_order(manifests) == [2, 3, 1, 0]
+
+
+def test_compare_rows_and_gate_psnr(tiny_bundles):
+    fp32, int8 = tiny_bundles("onnx-fp32").bundle, tiny_bundles("onnx-int8").bundle
+    reports = []
+    for b in (fp32, int8):
+        with SRRuntime.load(b.path, backend="onnxruntime") as rt:
+            reports.append(profile(rt, _frame(), SampleOptions(steps=2), runs=2, warmup=1))
+    rows = compare_rows(reports, [fp32.manifest, int8.manifest])
+    assert [r["target"] for r in rows] == ["onnx-fp32", "onnx-int8"]
+    assert rows[0]["speedup"] == 1.0
+    assert rows[1]["speedup"] == pytest.approx(reports[0].image["p50_ms"] / reports[1].image["p50_ms"])
+    on_disk = sum(p.stat().st_size for p in int8.path.rglob("*") if p.is_file())
+    assert rows[1]["size_mib"] == pytest.approx(on_disk / 2**20)
+    pipeline = [r for r in int8.manifest["verification"]["rows"] if r["component"] == "pipeline"]
+    assert rows[1]["psnr_vs_fp32_db"] == gate_psnr(int8.manifest) == pipeline[-1]["value"]
+    assert math.isfinite(rows[1]["psnr_vs_fp32_db"])
+    assert gate_psnr({}) is None
+    identical = {"verification": {"rows": [{"component": "pipeline", "metric": "psnr_db", "value": None}]}}
+    assert gate_psnr(identical) == math.inf
+
+
+# -- the command --------------------------------------------------------------------------------
+def test_cli_one_bundle_json_and_plot(tiny_bundles, tmp_path, capsys):
+    path = tiny_bundles("onnx-fp32").bundle.path
+    png = tmp_path / "p.png"
+    code = profile_cli.main(
+        [str(path), "--resolution", "24x16", "--runs", "2", "--warmup", "1", "--steps", "2", "--json", "-q"]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    (report,) = data["reports"]
+    assert report["input_hw"] == [16, 24] and report["output_hw"] == [32, 48] and report["steps"] == 2
+    assert data["compare"] is None
+    pytest.importorskip("matplotlib")
+    code = profile_cli.main([str(path), "--runs", "2", "--warmup", "0", "--plot", str(png), "-q", "--threads", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "whole image: p50" in out and "1 threads" in out and f"plot: {png}" in out
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 8  # drawn, not blank
+
+
+def test_cli_compare_table(tiny_bundles, capsys):
+    a, b = tiny_bundles("onnx-fp32").bundle.path, tiny_bundles("onnx-int8").bundle.path
+    assert profile_cli.main(["--compare", str(a), str(b), "--runs", "2", "--warmup", "0", "-q"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(lines) == 3 and "onnx-fp32" in lines[1] and "1.00x" in lines[1] and "onnx-int8" in lines[2]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "give a bundle"),
+        (["{b}", "--try-steps", "1,x", "--budget-ms", "10"], "--try-steps"),
+        (["{b}", "--runs", "0"], "--runs"),
+        (["{b}", "--precision-hint", "f32"], "--precision-hint does not apply"),
+        (["{b}", "--resolution", "9000x9000"], "outside the bundle's profile"),
+        (["{b}", "--plot", "x.png", "--compare", "{b}"], "--plot draws one bundle"),
+    ],
+)
+def test_cli_refuses_with_a_message(tiny_bundles, capsys, argv, message):
+    path = str(tiny_bundles("onnx-fp32").bundle.path)
+    code = profile_cli.main([a.format(b=path) for a in argv] + ["-q"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_budget_answer_and_its_command(tiny_bundles, tmp_path, capsys):
+    """The budget's answer names a configuration that fits; its printed command runs and gives the
+    same image as that configuration through the API."""
+    fp32, int8 = tiny_bundles("onnx-fp32").bundle.path, tiny_bundles("onnx-int8").bundle.path
+    frame = tmp_path / "frame.png"
+    from linearsr_edge.imaging import read_image, write_image
+
+    write_image(frame, _frame(16, 24, seed=3))
+    argv = [str(int8), "--compare", str(fp32), "--budget-ms", "60000", "--try-steps", "1,2"]
+    argv += ["--image", str(frame), "--runs", "1", "--warmup", "0", "-q", "--threads", "1"]
+    assert profile_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "quality: PSNR of each configuration's output against onnx-fp32 at 4 steps" in out
+    table = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| bundle |")]
+    assert len(table) == 4  # 2 bundles x 2 step counts (the reference run is not a row: 4 is not tried)
+    best = next(line for line in out.splitlines() if line.startswith("best quality within"))
+    assert "onnx-fp32" in best and "2 step(s)" in best  # fp32 at 2 steps is closest to fp32 at 4
+    command = next(line for line in out.splitlines() if line.strip().startswith("command:")).split("command:")[1]
+    words = shlex.split(command)
+    assert words[0] == "linearsr-upscale" and "--threads" in words and "--warmup" in words
+    out_png = tmp_path / "out.png"
+    words[words.index("-o") + 1] = str(out_png)
+    assert upscale_cli.main([*words[1:], "-q"]) == 0
+    with SRRuntime.load(fp32, backend="onnxruntime") as rt:
+        expected = rt.upscale(read_image(frame), SampleOptions(steps=2)).image
+    assert np.array_equal(read_image(out_png), expected)
+
+
+def test_budget_nothing_fits_exits_1(tiny_bundles, capsys):
+    path = str(tiny_bundles("onnx-fp32").bundle.path)
+    argv = [path, "--budget-ms", "0.001", "--try-steps", "1", "--runs", "1", "--warmup", "0", "-q"]
+    assert profile_cli.main(argv) == profile_cli.EXIT_OVER_BUDGET
+    assert "nothing measured fits 0.001 ms" in capsys.readouterr().out
+
+
+def test_upscale_warmup_flag(tiny_bundles, tmp_path, capsys):
+    from linearsr_edge.imaging import write_image
+
+    frame = write_image(tmp_path / "f.png", _frame(16, 24)) or tmp_path / "f.png"
+    path = str(tiny_bundles("onnx-fp32").bundle.path)
+    assert upscale_cli.main([str(frame), "-o", str(tmp_path / "o.png"), "--bundle", path, "--warmup", "2"]) == 0
+    assert "2 warm-up runs" in capsys.readouterr().out
+    assert upscale_cli.main([str(frame), "-o", str(tmp_path / "o.png"), "--bundle", path, "--warmup", "-1"]) == 2
