@@ -25,6 +25,10 @@ from linearsr_edge.errors import ConfigError
 from linearsr_edge.process import SampleOptions, UpscaleResult
 from linearsr_edge.runtimes.base import describe_settings
 
+# a pause before each timed run when configurations alternate: ONNX Runtime's worker threads spin for a
+# while after a run and would steal the cores from the next configuration's run
+SETTLE_SECONDS = 0.05
+
 # how close a precision stays to FP32: the reference of a budget search is the most precise bundle
 PRECISION_RANK = {"fp32": 0, "fp16": 1, "bf16": 1, "int8": 2}
 
@@ -183,22 +187,44 @@ def profile(
 ) -> ProfileReport:
     """Time ``runs`` upscales of ``batch`` copies of ``image`` (seeds ``opts.seed + i``) after ``warmup``
     untimed ones; ``on_run`` is called after every run (a progress bar)."""
+    return profile_many([(runtime, opts or SampleOptions())], image, runs, warmup, batch, on_run)[0]
+
+
+def profile_many(
+    configs: Sequence[tuple[Any, SampleOptions]],
+    image: np.ndarray,
+    runs: int = 10,
+    warmup: int = 2,
+    batch: int = 1,
+    on_run: Callable[[], None] | None = None,
+) -> list[ProfileReport]:
+    """`profile` for several (runtime, options) configurations, interleaved: every configuration's warm-up,
+    then round after round one timed run of each, so that drift in a shared machine's load falls on all
+    of them alike instead of on whichever ran last."""
     from linearsr_edge.machine import machine_summary
 
     if runs < 1 or warmup < 0 or batch < 1:
         raise ConfigError(f"need runs >= 1, warmup >= 0 and batch >= 1; got {runs}, {warmup}, {batch}")
-    opts = opts or SampleOptions()
-    images, seeds = [image] * batch, [opts.seed + i for i in range(batch)]
-    for _ in range(warmup):
-        runtime.upscale_batch(images, opts, seeds=seeds)
-        if on_run is not None:
-            on_run()
-    timed = []
+    images = [image] * batch
+    seeds = [[opts.seed + i for i in range(batch)] for _, opts in configs]
+    for (runtime, opts), s in zip(configs, seeds, strict=True):
+        for _ in range(warmup):
+            runtime.upscale_batch(images, opts, seeds=s)
+            if on_run is not None:
+                on_run()
+    timed: list[list[_Run]] = [[] for _ in configs]
     for _ in range(runs):
-        timed.append(_timed_run(runtime, images, opts, seeds))
-        if on_run is not None:
-            on_run()
-    return _report(runtime, timed, image.shape[:2], batch, warmup, machine_summary())
+        for (runtime, opts), s, done in zip(configs, seeds, timed, strict=True):
+            if len(configs) > 1:
+                time.sleep(SETTLE_SECONDS)
+            done.append(_timed_run(runtime, images, opts, s))
+            if on_run is not None:
+                on_run()
+    machine = machine_summary()
+    return [
+        _report(runtime, done, image.shape[:2], batch, warmup, machine)
+        for (runtime, _), done in zip(configs, timed, strict=True)
+    ]
 
 
 def _report(runtime, timed: list[_Run], input_hw, batch: int, warmup: int, machine: dict) -> ProfileReport:
@@ -341,57 +367,57 @@ def choose(rows: Sequence[BudgetRow]) -> BudgetRow | None:
 
 
 def budget_search(
-    open_runtime: Callable[[int], Any],
-    manifests: Sequence[dict],
+    runtimes: Sequence[Any],
     image: np.ndarray,
     steps_grid: Sequence[int],
     budget_ms: float,
-    default_steps: int,
     base: SampleOptions,
     runs: int = 5,
     warmup: int = 1,
     on_run: Callable[[], None] | None = None,
+    stat: str = "p50",
 ) -> BudgetAnswer:
-    """Measure every (bundle, steps) configuration on ``image`` and pick the best quality whose p50 meets
-    ``budget_ms``. Quality: the PSNR of the configuration's output against the reference configuration,
-    the most precise bundle at the model's default steps (the plan its export gates check).
-    ``open_runtime(i)`` opens bundle i (a context manager)."""
+    """Measure every (bundle, steps) configuration on ``image`` (interleaved, see `profile_many`) and pick
+    the best quality whose p50 meets ``budget_ms``. Quality: the PSNR of the configuration's output
+    against the reference configuration, the most precise bundle at the model's default steps (the plan
+    its export gates check). ``runtimes``: one open `SRRuntime` per bundle, all of one model. ``stat``:
+    the latency that must fit, ``"p50"`` or ``"p95"``."""
     from dataclasses import replace
 
     from linearsr_edge.parity import psnr
 
     if budget_ms <= 0:
         raise ConfigError(f"the budget must be positive, got {budget_ms} ms")
+    if stat not in ("p50", "p95"):
+        raise ConfigError(f"the budget applies to p50 or p95, got {stat!r}")
     if not steps_grid or min(steps_grid) < 1:
         raise ConfigError(f"steps to try must be positive integers, got {list(steps_grid)}")
-    ref_index = reference_order(manifests)[0]
-    with open_runtime(ref_index) as runtime:
-        reference = runtime.upscale(image, replace(base, steps=default_steps)).image
-        ref_target = runtime.bundle.target
+    manifests = [rt.bundle.manifest for rt in runtimes]
+    ref = runtimes[reference_order(manifests)[0]]
+    default_steps = ref.cfg.default_steps
+    reference = ref.upscale(image, replace(base, steps=default_steps)).image
+    configs = [(rt, replace(base, steps=n)) for rt in runtimes for n in sorted(set(steps_grid))]
+    reports = profile_many(configs, image, runs, warmup, 1, on_run)
     rows = []
-    for i, manifest in enumerate(manifests):
-        with open_runtime(i) as runtime:
-            for steps in sorted(set(steps_grid)):
-                opts = replace(base, steps=steps)
-                report = profile(runtime, image, opts, runs=runs, warmup=warmup, on_run=on_run)
-                out = runtime.upscale(image, opts).image
-                is_ref = i == ref_index and steps == default_steps
-                quality = math.inf if is_ref else psnr(reference, out, peak=255.0)
-                p50 = report.image["p50_ms"]
-                rows.append(
-                    BudgetRow(
-                        report.bundle,
-                        report.target,
-                        manifest.get("precision", "?"),
-                        steps,
-                        p50,
-                        report.image["p95_ms"],
-                        quality,
-                        p50 <= budget_ms,
-                    )
-                )
+    for (rt, opts), report in zip(configs, reports, strict=True):
+        is_ref = rt is ref and opts.steps == default_steps
+        quality = math.inf if is_ref else psnr(reference, rt.upscale(image, opts).image, peak=255.0)
+        p50 = report.image["p50_ms"]
+        precision = rt.bundle.manifest.get("precision", "?")
+        rows.append(
+            BudgetRow(
+                report.bundle,
+                report.target,
+                precision,
+                opts.steps,
+                p50,
+                report.image["p95_ms"],
+                quality,
+                report.image[f"{stat}_ms"] <= budget_ms,
+            )
+        )
     rows.sort(key=lambda r: (-r.quality_db, r.p50_ms))
-    return BudgetAnswer(budget_ms, f"{ref_target} at {default_steps} steps", rows, choose(rows))
+    return BudgetAnswer(budget_ms, f"{ref.bundle.target} at {default_steps} steps", rows, choose(rows))
 
 
 def format_budget(answer: BudgetAnswer) -> str:

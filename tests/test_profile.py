@@ -238,6 +238,17 @@ def test_budget_answer_and_its_command(tiny_bundles, tmp_path, capsys):
     assert np.array_equal(read_image(out_png), expected)
 
 
+def test_budget_stat_p95_is_never_looser_than_p50(tiny_bundles):
+    from linearsr_edge.profiling import budget_search
+
+    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+        p50 = budget_search([rt], _frame(16, 24), [1, 2], 1e6, SampleOptions(), runs=3, warmup=0)
+        budget = max(r.p50_ms for r in p50.rows) * 1.0001  # every p50 fits
+        for stat in ("p50", "p95"):
+            answer = budget_search([rt], _frame(16, 24), [1, 2], budget, SampleOptions(), runs=3, warmup=0, stat=stat)
+            assert [r.fits for r in answer.rows] == [getattr(r, f"{stat}_ms") <= budget for r in answer.rows]
+
+
 def test_budget_nothing_fits_exits_1(tiny_bundles, capsys):
     path = str(tiny_bundles("onnx-fp32").bundle.path)
     argv = [path, "--budget-ms", "0.001", "--try-steps", "1", "--runs", "1", "--warmup", "0", "-q"]

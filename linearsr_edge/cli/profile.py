@@ -15,7 +15,7 @@ import argparse
 import json
 import shlex
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from linearsr_edge.cli.common import add_backend_flags, run_cli, version_string
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--resolution",
+        dest="frame_resolution",  # not OpenVINO's pin (same flag, skipped below)
         metavar="WxH",
         help="input frame size, e.g. a camera's 640x360 (the output is the model's scale times this); "
         "default: the bundle's optimum output size over the scale",
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", action="store_true", help="print the measurements as JSON")
     ap.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the timeline and breakdown (needs matplotlib)")
     ap.add_argument("--budget-ms", type=float, help="latency budget per frame: find the best quality that fits")
+    ap.add_argument(
+        "--budget-stat",
+        choices=("p50", "p95"),
+        default="p50",
+        help="--budget-ms: which latency must fit (default p50; p95 for a stream that must keep up)",
+    )
     ap.add_argument(
         "--try-steps",
         default="1,2,4",
@@ -156,12 +163,24 @@ class _Opener:
         return words
 
 
+def options_repr(options) -> str:
+    """``OVOptions(threads=2)``: the fields that differ from their defaults."""
+    import dataclasses
+
+    fields = [
+        f"{f.name}={getattr(options, f.name)!r}"
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != f.default
+    ]
+    return f"{type(options).__name__}({', '.join(fields)})"
+
+
 def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
     from tqdm import tqdm
 
     from linearsr_edge.bundle import Bundle
     from linearsr_edge.process import SampleOptions
-    from linearsr_edge.profiling import compare_rows, format_compare, plot_report, profile, to_json
+    from linearsr_edge.profiling import compare_rows, format_compare, plot_report, profile_many, to_json
 
     paths = ([args.bundle] if args.bundle else []) + list(args.compare)
     if not paths:
@@ -178,20 +197,23 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
     models = {json.dumps(b.manifest.get("model"), sort_keys=True) for b in bundles}
     if len(models) > 1 and args.budget_ms is not None:
         raise ConfigError("--budget-ms compares bundles of one model; these bundles hold different models")
-    height, width = input_size(args.resolution, bundles[0])
+    height, width = input_size(args.frame_resolution, bundles[0])
     frame = load_frame(args.image, height, width)
     opener = _Opener(args, backend_flags, bundles)
     base = SampleOptions(steps=args.steps, solver=args.solver, seed=args.seed)
     if args.budget_ms is not None:
         return _budget(args, opener, bundles, frame, base)
 
-    reports = []
     total = len(bundles) * (args.warmup + args.runs)
-    with tqdm(total=total, desc="profiling", unit="run", disable=args.quiet, file=sys.stderr) as bar:
-        for i in range(len(bundles)):
-            with opener(i) as runtime:
-                runtime.check_size(height, width)
-                reports.append(profile(runtime, frame, base, args.runs, args.warmup, args.batch, bar.update))
+    with (
+        ExitStack() as stack,
+        tqdm(total=total, desc="profiling", unit="run", disable=args.quiet, file=sys.stderr) as bar,
+    ):
+        runtimes = [stack.enter_context(opener(i)) for i in range(len(bundles))]
+        for runtime in runtimes:
+            runtime.check_size(height, width)
+        configs = [(runtime, base) for runtime in runtimes]
+        reports = profile_many(configs, frame, args.runs, args.warmup, args.batch, bar.update)
     if args.plot is not None:
         plot_report(reports[0], args.plot)
     rows = compare_rows(reports, [b.manifest for b in bundles]) if len(reports) > 1 else None
@@ -215,38 +237,32 @@ def _budget(args, opener: _Opener, bundles: list, frame, base) -> int:
 
     steps = parse_steps(args.try_steps)
     runs = args.runs
-    default_steps = bundles[0].cfg.default_steps
     h, w = frame.shape[:2]
     s = bundles[0].cfg.upscale
     total = len(bundles) * len(steps) * (args.warmup + runs)
-    with tqdm(total=total, desc="budget", unit="run", disable=args.quiet, file=sys.stderr) as bar:
+    with ExitStack() as stack, tqdm(total=total, desc="budget", unit="run", disable=args.quiet, file=sys.stderr) as bar:
+        runtimes = [stack.enter_context(opener(i)) for i in range(len(bundles))]
         answer = budget_search(
-            opener,
-            [b.manifest for b in bundles],
-            frame,
-            steps,
-            args.budget_ms,
-            default_steps,
-            base,
-            runs=runs,
-            warmup=args.warmup,
-            on_run=bar.update,
+            runtimes, frame, steps, args.budget_ms, base, runs, args.warmup, bar.update, stat=args.budget_stat
         )
     if args.json:
         print(to_json(answer.to_dict()))
         return 0 if answer.best is not None else EXIT_OVER_BUDGET
-    print(f"budget {args.budget_ms:g} ms per frame: {w * s}x{h * s} output from a {w}x{h} frame")
+    print(f"budget {args.budget_ms:g} ms per frame ({args.budget_stat}): {w * s}x{h * s} output from a {w}x{h} frame")
     print(format_budget(answer))
     best = answer.best
     if best is None:
         fastest = min(answer.rows, key=lambda r: r.p50_ms)
         print(
-            f"nothing measured fits {args.budget_ms:g} ms: the fastest is {fastest.bundle} at {fastest.steps} "
-            f"step(s), p50 {fastest.p50_ms:.1f} ms. Try a smaller resolution, an INT8 bundle, or fewer steps."
+            f"nothing measured fits {args.budget_ms:g} ms ({args.budget_stat}): the fastest is {fastest.bundle} at "
+            f"{fastest.steps} step(s), p50 {fastest.p50_ms:.1f} ms, p95 {fastest.p95_ms:.1f} ms. "
+            "Try a smaller resolution, an INT8 bundle, or fewer steps."
         )
         return EXIT_OVER_BUDGET
     i = [str(b.path) for b in bundles].index(best.bundle)
-    quality = "the reference itself" if best.quality_db == float("inf") else f"{best.quality_db:.2f} dB against it"
+    quality = "the reference itself"
+    if best.quality_db != float("inf"):
+        quality = f"{best.quality_db:.2f} dB against the reference"
     frame_arg = str(args.image) if args.image else f"FRAME_{w}x{h}.png"
     words = ["linearsr-upscale", frame_arg, "-o", "out.png", "--bundle", best.bundle, "--steps", str(best.steps)]
     if args.solver != "euler":
@@ -261,7 +277,7 @@ def _budget(args, opener: _Opener, bundles: list, frame, base) -> int:
     print(f"  command: {shlex.join(words)}" + ("" if args.image else f"  (any {w}x{h} frame)"))
     print(
         f"  python:  SRRuntime.load({best.bundle!r}, backend={opener.infos[i].name!r}, "
-        f"options={opener.options[i]!r}).upscale(frame, SampleOptions(steps={best.steps}"
+        f"options={options_repr(opener.options[i])}).upscale(frame, SampleOptions(steps={best.steps}"
         + (f", solver={args.solver!r}" if args.solver != "euler" else "")
         + "))"
     )
