@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,18 +85,21 @@ class Verification:
     backend_version: str | None = None
     reason: str | None = None
     settings: dict[str, Any] | None = None  # the backend settings the checks ran with (e.g. precision hint)
+    finish: str | None = None  # the command that verifies the bundle on its device
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"verified": self.verified, "thresholds": self.thresholds.__dict__}
-        if self.verified:
+        if self.verified or self.backend is not None:  # unverified with checks: say where they ran
             d.update(
                 backend=self.backend,
                 backend_version=self.backend_version,
                 backend_settings=self.settings,
                 machine=machine_summary(),  # the CPU and ISA the gates ran on: INT8 results depend on it
             )
-        else:
+        if not self.verified:
             d["reason"] = self.reason
+            if self.finish:
+                d["finish_on_device"] = self.finish
         d["rows"] = [r.to_dict() for r in self.rows]
         return d
 
@@ -246,7 +250,8 @@ def verify(
     """Run the staged bundle on the target's own backend and check it against the PyTorch reference."""
     thresholds = opts.thresholds or QualityThresholds.default(target.precision)
     try:
-        backend = pick_backend(target.format)
+        # engines are built on the device (linearsr-build-engines): here the graphs run on another backend
+        backend = pick_backend(target.format, exclude=target.verified_by)
     except BackendUnavailableError as exc:
         return Verification(False, [], thresholds, reason=f"not verified on this machine: {exc}")
     runtime = SRRuntime.load(staged, backend=backend.name, options=backend.verification_options())
@@ -258,6 +263,13 @@ def verify(
         settings = runtime.backend_settings()
     finally:
         runtime.close()
+    if target.verified_by and backend.name not in target.verified_by:
+        reason = (
+            f"not verified on this machine: {target.name} runs on {' or '.join(target.verified_by)} engines, built on "
+            f"the device; these gates ran the same graphs on {backend.name} {backend.version()}"
+        )
+        finish = f"linearsr-build-engines {shlex.quote(str(opts.out))}"
+        return Verification(False, rows, thresholds, backend.name, backend.version(), reason, settings, finish)
     return Verification(True, rows, thresholds, backend.name, backend.version(), settings=settings)
 
 

@@ -195,6 +195,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"{line}, verified on {verification.backend} {verification.backend_version}")
     else:
         print(f"{line}, NOT VERIFIED: {verification.reason}")
+        if verification.finish:
+            print(f"to finish, on the device: {verification.finish}")
     return 0
 
 

@@ -12,6 +12,7 @@ from linearsr_edge.exporters.base import (
 )
 from linearsr_edge.exporters.onnx_options import OnnxInt8Options
 from linearsr_edge.exporters.openvino_options import OVInt8Options
+from linearsr_edge.exporters.tensorrt_options import TRTOptions
 from linearsr_edge.precision import Precision
 
 _ONNX = ("torch", "onnx", "onnxruntime", "onnxscript")
@@ -91,11 +92,41 @@ register_target(
     )
 )
 
+register_target(
+    TargetInfo(
+        name="trt-fp16",
+        format="tensorrt",
+        precision=Precision.FP16,
+        requires=(*_ONNX, "onnxconverter_common"),
+        extra="export",
+        description="TensorRT strongly typed FP16 (FP32 islands); engines built on the device",
+        exporter="linearsr_edge.exporters.tensorrt:TRTFP16Exporter",
+        options=TRTOptions,
+        calibration="heldout",
+        verified_by=("tensorrt",),
+    )
+)
+register_target(
+    TargetInfo(
+        name="trt-int8",
+        format="tensorrt",
+        precision=Precision.INT8,
+        requires=_ONNX,
+        extra="export",
+        description="TensorRT explicit INT8 (symmetric S8 Q/DQ per expert band); engines built on the device",
+        exporter="linearsr_edge.exporters.tensorrt:TRTInt8Exporter",
+        options=TRTOptions,
+        calibration="full",
+        verified_by=("tensorrt",),
+    )
+)
+
 __all__ = [
     "Exporter",
     "NoOptions",
     "OVInt8Options",
     "OnnxInt8Options",
+    "TRTOptions",
     "TargetInfo",
     "all_targets",
     "get_target",

@@ -84,6 +84,9 @@ class TargetInfo:
     # none: no calibration data; heldout: held-out images and band data for the gates only;
     # full: band-stratified calibration samples as well (INT8)
     calibration: Calibration = "none"
+    # the backends whose pass marks a bundle verified (empty: any backend of the format). TensorRT
+    # bundles are checked here on ONNX Runtime (the same graphs) but verified only on their engines.
+    verified_by: tuple[str, ...] = ()
 
     @property
     def available(self) -> bool:

@@ -54,6 +54,8 @@ class OnnxInt8Options:
         invert=True,
     )
     exclude_nodes: tuple[str, ...] = ()
+    # Conv biases as INT32 (ORT's integer kernels use them); TensorRT takes no INT32 Q/DQ: False keeps them FP32
+    quantize_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.activation_type not in ("uint8", "int8") or self.weight_type not in ("uint8", "int8"):

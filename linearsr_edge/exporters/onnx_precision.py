@@ -243,6 +243,7 @@ def quantize_int8(
         extra_options={
             "ActivationSymmetric": policy.activation_type == "int8",
             "WeightSymmetric": True,
+            "QuantizeBias": policy.quantize_bias,
             **({} if policy.fuse_outputs else {"OpTypesToExcludeOutputQuantization": list(policy.op_types)}),
         },
     )

@@ -6,6 +6,7 @@ bundles without it.
 
 from linearsr_edge.runtimes import onnxruntime as _onnxruntime  # noqa: F401  (registers "onnxruntime")
 from linearsr_edge.runtimes import openvino as _openvino  # noqa: F401  (registers "openvino")
+from linearsr_edge.runtimes import tensorrt as _tensorrt  # noqa: F401  (registers "tensorrt")
 from linearsr_edge.runtimes.base import (
     BackendInfo,
     BackendOptions,

@@ -122,9 +122,10 @@ backend_names = BACKENDS.names
 get_backend = BACKENDS.get
 
 
-def pick_backend(fmt: str) -> BackendInfo:
-    """The best installed backend for a bundle format (``auto``); `BackendUnavailableError` names the extra."""
-    fits = [b for b in BACKENDS.entries() if fmt in b.formats]
+def pick_backend(fmt: str, exclude: tuple[str, ...] = ()) -> BackendInfo:
+    """The best installed backend for a bundle format (``auto``), none of ``exclude``;
+    `BackendUnavailableError` names the extra."""
+    fits = [b for b in BACKENDS.entries() if fmt in b.formats and b.name not in exclude]
     usable = sorted((b for b in fits if b.available), key=lambda b: -b.priority)
     if not usable:
         if not fits:
