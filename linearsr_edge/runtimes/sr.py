@@ -108,7 +108,10 @@ class SRRuntime:
             raise InputSpecError(f"backend {info.name!r} cannot run {bundle.format} bundles ({bundle.target})")
         options = info.check_options(options)
         if not bundle.verification.get("verified", True):
-            log.warning("%s is not verified: %s", bundle.path, bundle.verification.get("reason", "no reason recorded"))
+            reason = bundle.verification.get("reason", "no reason recorded")
+            reason = reason.removeprefix("not verified on this machine: ")
+            finish = bundle.verification.get("finish_on_device")
+            log.warning("%s is not verified: %s%s", bundle.path, reason, f"; finish with: {finish}" if finish else "")
         names = bundle.component_names()
         runtime = cls(
             bundle.cfg,
