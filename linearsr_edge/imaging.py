@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from linearsr_edge.errors import ImageError
+from linearsr_edge.errors import ConfigError, ImageError
 from linearsr_edge.fileio import atomic_write_bytes
 
 # Refuse outputs above this many pixels by default (a 4x upscale of 4K is 132 MP); users may raise it.
@@ -84,6 +84,36 @@ def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
     if min(image.shape[:2]) < MIN_SIDE:
         raise ImageError(f"{name} is {image.shape[1]}x{image.shape[0]}; each side must be >= {MIN_SIDE} pixels")
     return np.ascontiguousarray(image)
+
+
+def frame_rgb(frame: np.ndarray, color: str = "rgb", name: str = "frame") -> np.ndarray:
+    """A camera or decoder frame as contiguous ``uint8 [H, W, 3]`` RGB, or a typed `ImageError`.
+
+    Documented handling: ``color="bgr"`` (OpenCV) swaps the channels; gray ``[H, W]`` or
+    ``[H, W, 1]`` is replicated to three channels; a fourth (alpha) channel, BGRA or RGBA, is dropped;
+    any memory layout is accepted. Refused: anything but ``uint8`` (float frames included: convert with
+    ``np.clip(x * 255, 0, 255).astype(np.uint8)``, which also settles NaN and inf), other channel
+    counts, and empty frames.
+    """
+    if color not in ("rgb", "bgr"):
+        raise ConfigError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    if not isinstance(frame, np.ndarray):
+        raise ImageError(f"{name} must be a NumPy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        hint = " (float frames: np.clip(x * 255, 0, 255).astype(np.uint8))" if frame.dtype.kind == "f" else ""
+        raise ImageError(f"{name} must be uint8, got dtype {frame.dtype}{hint}")
+    if frame.size == 0:
+        raise ImageError(f"{name} is empty (shape {frame.shape})")
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4):
+        raise ImageError(f"{name} must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got shape {frame.shape}")
+    if frame.shape[2] == 1:
+        frame = np.repeat(frame, 3, axis=2)
+    frame = frame[:, :, :3]
+    if color == "bgr":
+        frame = frame[:, :, ::-1]
+    return check_image(np.ascontiguousarray(frame), name)
 
 
 def check_output_size(height: int, width: int, factor: int, max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> None:

@@ -10,6 +10,8 @@ bundle's format. The PyTorch reference is deliberately *not* a backend (see
 from __future__ import annotations
 
 import abc
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,18 +43,25 @@ class Session(abc.ABC):
     """One loaded component. Subclasses implement `_run` (and `close` if they hold resources)."""
 
     backend: str = ""
+    # whether _run may be called from several threads at once (ONNX Runtime: yes); else run serializes
+    thread_safe: bool = False
 
     def __init__(self, spec: ComponentSpec) -> None:
         self.spec = spec
+        self._lock = threading.Lock()  # serializes _run unless thread_safe
+        self._stats_lock = threading.Lock()
         self.seconds = 0.0  # time spent inside _run, for overhead accounting
         self.calls = 0
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.spec.check(feeds)
-        t0 = time.perf_counter()
-        out = self._run(feeds)
-        self.seconds += time.perf_counter() - t0
-        self.calls += 1
+        with contextlib.nullcontext() if self.thread_safe else self._lock:
+            t0 = time.perf_counter()
+            out = self._run(feeds)
+            elapsed = time.perf_counter() - t0
+        with self._stats_lock:
+            self.seconds += elapsed
+            self.calls += 1
         missing = [n for n in self.spec.output_names if n not in out]
         if missing:
             raise InputSpecError(f"{self.spec.name}: backend {self.backend} returned no {missing}")

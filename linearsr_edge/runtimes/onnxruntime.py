@@ -81,6 +81,7 @@ def choose_providers(available: list[str], requested: tuple[str, ...] | None) ->
 
 class ORTSession(Session):
     backend = "onnxruntime"
+    thread_safe = True  # InferenceSession.run is safe to call from several threads
 
     def __init__(self, path: Path, spec: ComponentSpec, options: OrtOptions | None = None) -> None:
         import onnxruntime as ort

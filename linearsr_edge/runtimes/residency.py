@@ -71,7 +71,7 @@ class ResidentSessions:
             self.policy = auto_residency(kinds, sizes)
         self._opener, self._kinds, self._sizes = opener, kinds, sizes
         self._open: OrderedDict[str, Session] = OrderedDict()
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self.opens: Counter[str] = Counter()
         self.closed_seconds = 0.0  # time spent in sessions that are closed since
         if isinstance(self.policy, int):
@@ -87,7 +87,7 @@ class ResidentSessions:
             self.get(name)
 
     def get(self, name: str) -> Session:
-        with self._lock:
+        with self.lock:
             if name in self._open:
                 self._open.move_to_end(name)
                 return self._open[name]
@@ -119,14 +119,14 @@ class ResidentSessions:
         log.debug("closed %s", name)
 
     def open_names(self) -> list[str]:
-        with self._lock:
+        with self.lock:
             return list(self._open)
 
     def sessions(self) -> list[Session]:
-        with self._lock:
+        with self.lock:
             return list(self._open.values())
 
     def close_all(self) -> None:
-        with self._lock:
+        with self.lock:
             for name in list(self._open):
                 self._close(name)

@@ -9,6 +9,7 @@ class over PyTorch components (`linearsr_edge.reference.reference_runtime`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,8 +21,8 @@ import numpy as np
 
 from linearsr_edge.bundle import Bundle
 from linearsr_edge.config import ModelConfig
-from linearsr_edge.errors import InputSpecError
-from linearsr_edge.imaging import check_image
+from linearsr_edge.errors import ConfigError, InputSpecError
+from linearsr_edge.imaging import frame_rgb
 from linearsr_edge.process import SampleOptions, SRProcess, UpscaleResult
 from linearsr_edge.runtimes.base import BackendOptions, Session, get_backend, pick_backend
 from linearsr_edge.runtimes.residency import Residency, ResidentSessions
@@ -41,6 +42,16 @@ class ComponentCall:
     open_seconds: float
     seconds: float
     batch: int
+
+
+@functools.lru_cache(maxsize=1)
+def _profile_tile() -> int:
+    """This device profile's tile size in output pixels (512 when no profile matches)."""
+    from linearsr_edge.devices import detect
+    from linearsr_edge.devices.profiles import builtin_profiles, match_profile
+
+    profile = match_profile(detect(), builtin_profiles())
+    return profile.tile_size if profile is not None else 512
 
 
 class SRRuntime:
@@ -147,6 +158,12 @@ class SRRuntime:
     def run_component(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one component on named arrays (validated against its spec), opening it if needed."""
         self.spec(component)
+        if self._residents.policy != "all":  # a swap must not close a session another thread runs
+            with self._residents.lock:
+                return self._run_component(component, feeds)
+        return self._run_component(component, feeds)
+
+    def _run_component(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         trace = self._trace
         if trace is None:
             return self._residents.get(component).run(feeds)
@@ -228,17 +245,113 @@ class SRRuntime:
         return np.ascontiguousarray(image[y : y + min(h, max_h), x : x + min(w, max_w)])
 
     # -- the job -----------------------------------------------------------------------------
-    def upscale(self, image: np.ndarray, opts: SampleOptions | None = None, **kwargs) -> UpscaleResult:
-        """``uint8 [H, W, 3]`` -> `UpscaleResult` with ``uint8 [H*s, W*s, 3]``."""
-        image = check_image(image)
-        self.check_size(*image.shape[:2])
-        return self.process.upscale(image, opts, **kwargs)
+    def upscale(
+        self,
+        image: np.ndarray,
+        opts: SampleOptions | None = None,
+        *,
+        color: str = "rgb",
+        roi: tuple[int, int, int, int] | None = None,
+        roi_margin: int = 16,
+        tiling: bool | None = None,
+        tile: int | None = None,
+        **kwargs,
+    ) -> UpscaleResult:
+        """A frame (``uint8 [H, W, 3]``, any layout; see `frame_rgb` for gray, BGRA, ``color="bgr"``) ->
+        `UpscaleResult` with ``uint8 [H*s, W*s, 3]`` RGB.
+
+        ``roi=(x, y, w, h)``: upscale only that box (seen with ``roi_margin`` pixels of context around it,
+        within the frame); the result is the box at xs. ``tiling``: None tiles a frame larger than the
+        exported profile in overlapping latent tiles, False refuses it, True always tiles; ``tile``: the
+        tile's output size in pixels (default: this device profile's, within the bundle's profile).
+        """
+        image = frame_rgb(image, color)
+        if roi is not None:
+            return self._upscale_roi(image, roi, roi_margin, opts, tiling, tile, **kwargs)
+        h, w = image.shape[:2]
+        if tiling is None:
+            tiling = self._too_large(h, w)
+        if not tiling:
+            self.check_size(h, w)
+            return self.process.upscale(image, opts, **kwargs)
+        latent_tile, overlap = self.tile_size(tile)
+        return self.process.upscale_tiled(image, opts, latent_tile, overlap, **kwargs)
+
+    def _too_large(self, height: int, width: int) -> bool:
+        (_, h_hi), (_, w_hi) = self.input_limits()
+        return height > h_hi or width > w_hi
+
+    def tile_size(self, tile: int | None = None) -> tuple[int, int]:
+        """(latent tile, latent overlap) for an output tile of ``tile`` pixels (default: the device
+        profile's tile size), kept within the expert's exported latent sizes."""
+        dims = self.spec("expert_0").dims
+        lo = max(dims["height"].min, dims["width"].min)
+        hi = min(dims["height"].max, dims["width"].max)
+        m = dims["height"].multiple
+        if tile is None:
+            tile = _profile_tile()
+        if tile < 1:
+            raise ConfigError(f"tile must be a positive output size in pixels, got {tile}")
+        latent = max(lo, min(hi, tile // self.process.codec_factor)) // m * m
+        if latent < lo:
+            raise ConfigError(f"tile {tile} px is below the bundle's smallest latent tile ({lo} latent pixels)")
+        return latent, max(m, latent // 4 // m * m)
+
+    def _upscale_roi(self, image, roi, margin, opts, tiling, tile, **kwargs) -> UpscaleResult:
+        h, w = image.shape[:2]
+        try:
+            x, y, bw, bh = (int(v) for v in roi)
+        except (TypeError, ValueError):
+            raise InputSpecError(f"roi must be (x, y, w, h) integers, got {roi!r}") from None
+        if bw < 1 or bh < 1 or x < 0 or y < 0 or x + bw > w or y + bh > h:
+            raise InputSpecError(f"roi {(x, y, bw, bh)} is not a box inside the {w}x{h} frame")
+        if margin < 0:
+            raise ConfigError(f"roi_margin must be >= 0, got {margin}")
+        x0, y0 = max(0, x - margin), max(0, y - margin)
+        x1, y1 = min(w, x + bw + margin), min(h, y + bh + margin)
+        result = self.upscale(image[y0:y1, x0:x1], opts, tiling=tiling, tile=tile, **kwargs)
+        s = self.cfg.upscale
+        box = result.image[(y - y0) * s : (y - y0 + bh) * s, (x - x0) * s : (x - x0 + bw) * s]
+        result.image = np.ascontiguousarray(box)
+        return result
+
+    def warmup(self, size: tuple[int, int] | None = None, opts: SampleOptions | None = None) -> float:
+        """One untimed upscale of a gray frame of ``size`` (H, W; default: the profile's optimum input),
+        so that the first real frame runs warm; returns its seconds."""
+        if size is None:
+            dims = self.spec("encoder").dims
+            s = self.cfg.upscale
+            size = (max(1, dims["img_height"].opt // s), max(1, dims["img_width"].opt // s))
+        frame = np.full((*size, 3), 128, np.uint8)
+        t0 = time.perf_counter()
+        self.upscale(frame, opts)
+        return time.perf_counter() - t0
+
+    def stream(
+        self,
+        frames,
+        opts: SampleOptions | None = None,
+        *,
+        queue: int = 4,
+        seed: int | None = None,
+        seed_per_frame: bool = False,
+        warmup: bool = True,
+        **kwargs,
+    ):
+        """Upscale an iterable of frames on one worker thread; yields a `StreamResult` per frame, in input
+        order (see `linearsr_edge.stream`)."""
+        from linearsr_edge.stream import stream
+
+        return stream(
+            self, frames, opts, queue=queue, seed=seed, seed_per_frame=seed_per_frame, warmup=warmup, **kwargs
+        )
 
     def upscale_batch(
-        self, images: Sequence[np.ndarray], opts: SampleOptions | None = None, **kwargs
+        self, images: Sequence[np.ndarray], opts: SampleOptions | None = None, *, color: str = "rgb", **kwargs
     ) -> list[UpscaleResult]:
-        """Several images in one expert-major pass (see `SRProcess.upscale_batch`); results in input order."""
-        images = [check_image(img, f"image {i}") for i, img in enumerate(images)]
+        """Several frames in one expert-major pass (see `SRProcess.upscale_batch`); results in input order.
+        Every frame must fit the exported profile (no tiling here)."""
+        images = [frame_rgb(img, color, f"image {i}") for i, img in enumerate(images)]
         for img in images:
             self.check_size(*img.shape[:2])
         return self.process.upscale_batch(images, opts, **kwargs)

@@ -1,0 +1,127 @@
+"""`SRRuntime.stream`: frames in, results out, in order, through a bounded queue and one worker thread.
+
+Concurrency model. One `SRRuntime` may be shared by any number of threads: sessions that are not
+thread safe serialize their own runs (ONNX Runtime's run concurrently), the residency policy
+never closes a session another thread is running, and the host loop keeps no state between calls.
+What is per stream: its queue, its worker, its seed, and its frame counter. A stream is an
+iterator for one consumer; run several streams (one per camera) on one runtime.
+
+Each frame gets a `StreamResult`. A frame that cannot be upscaled (wrong dtype or shape, empty,
+outside the profile and ``tiling=False``, or a backend error) carries its exception in ``error``
+and ``image`` None; the stream goes on with the next frame. With a fixed seed (the default) every
+frame of a stream draws the same noise, so static regions do not flicker from frame to frame.
+"""
+
+from __future__ import annotations
+
+import queue as queues
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from linearsr_edge.errors import ConfigError
+from linearsr_edge.process import SampleOptions, UpscaleResult
+
+_END = object()
+
+
+@dataclass
+class StreamResult:
+    index: int  # the frame's position in the input
+    image: np.ndarray | None  # uint8 [H*s, W*s, 3] RGB, None when the frame failed
+    seconds: float  # the upscale of this frame (queue waits excluded)
+    error: BaseException | None = None
+    result: UpscaleResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def stream(
+    runtime,
+    frames: Iterable[np.ndarray],
+    opts: SampleOptions | None = None,
+    *,
+    queue: int = 4,
+    seed: int | None = None,
+    seed_per_frame: bool = False,
+    warmup: bool = True,
+    **upscale_kwargs: Any,
+) -> Iterator[StreamResult]:
+    """See `SRRuntime.stream`. ``queue``: frames read ahead of the worker (bounded: a fast camera waits
+    instead of filling memory). ``seed``: the stream's noise seed (default ``opts.seed``);
+    ``seed_per_frame`` adds the frame index (flickers; for comparison). ``warmup``: one untimed run at
+    the first frame's size before it. ``upscale_kwargs`` go to every `SRRuntime.upscale` call
+    (``color``, ``roi``, ``tiling``, ``tile``)."""
+    if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
+        raise ConfigError(f"queue must be a positive integer, got {queue!r}")
+    opts = opts or SampleOptions()
+    base_seed = opts.seed if seed is None else int(seed)
+    inbox: queues.Queue = queues.Queue(maxsize=queue)
+    outbox: queues.Queue = queues.Queue(maxsize=queue)
+    stop = threading.Event()
+
+    def put(q: queues.Queue, item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queues.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for i, frame in enumerate(frames):
+                if not put(inbox, (i, frame)):
+                    return
+        except BaseException as exc:  # the source itself failed (a camera dropped): end the stream with it
+            put(inbox, (-1, exc))
+        put(inbox, _END)
+
+    def work() -> None:
+        warmed = not warmup
+        while not stop.is_set():
+            try:
+                item = inbox.get(timeout=0.1)
+            except queues.Empty:
+                continue
+            if item is _END or item[0] < 0:
+                put(outbox, item)
+                return
+            i, frame = item
+            frame_opts = replace(opts, seed=base_seed + (i if seed_per_frame else 0))
+            try:
+                if not warmed:
+                    warmed = True
+                    runtime.upscale(frame, frame_opts, **upscale_kwargs)  # untimed; a bad frame fails below
+                t0 = time.perf_counter()
+                result = runtime.upscale(frame, frame_opts, **upscale_kwargs)
+                out = StreamResult(i, result.image, time.perf_counter() - t0, None, result)
+            except Exception as exc:  # this frame fails, the stream goes on
+                warmed = warmed or not warmup
+                out = StreamResult(i, None, 0.0, exc)
+            if not put(outbox, out):
+                return
+
+    reader = threading.Thread(target=read, name="linearsr-stream-reader", daemon=True)
+    worker = threading.Thread(target=work, name="linearsr-stream-worker", daemon=True)
+    reader.start()
+    worker.start()
+    try:
+        while True:
+            item = outbox.get()
+            if item is _END:
+                return
+            if isinstance(item, tuple):  # the source raised
+                raise item[1]
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+        reader.join(timeout=1)

@@ -1,0 +1,229 @@
+"""Embedding in camera software: frames API, latent tiling, ROI, streams, threads and bad frames."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from linearsr_edge.errors import ConfigError, ImageError, InputSpecError
+from linearsr_edge.imaging import frame_rgb
+from linearsr_edge.parity import psnr
+from linearsr_edge.process import SampleOptions
+from linearsr_edge.runtimes import SRRuntime
+from linearsr_edge.tiling import TileGrid, blend, starts
+
+
+def _frame(h, w, seed=0):
+    """A stationary texture: smooth noise, the same statistics everywhere (seams cannot hide in content)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // 3 + 2, w // 3 + 2, 3)).astype(np.float32)
+    from PIL import Image
+
+    chans = [np.asarray(Image.fromarray(c).resize((w, h), Image.BICUBIC)) for c in small.transpose(2, 0, 1)]
+    return np.clip(np.stack(chans, axis=2), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_bundles):
+    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+        yield rt
+
+
+# -- tiles ----------------------------------------------------------------------------------------
+def test_tile_grid_covers_with_overlap_and_weights_sum_to_one():
+    assert starts(10, 4, 1) == [0, 3, 6]
+    assert starts(4, 8, 2) == [0]
+    grid = TileGrid(13, 22, 8, 3)
+    boxes = grid.boxes()
+    covered = np.zeros((13, 22), int)
+    for y0, y1, x0, x1 in boxes:
+        assert (y1 - y0, x1 - x0) == (8, 8)
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1
+    plane = np.random.default_rng(0).standard_normal((2, 13, 22)).astype(np.float32)
+    parts = [plane[:, y0:y1, x0:x1] for y0, y1, x0, x1 in boxes]
+    out = blend(parts, boxes, [grid.weights(b) for b in boxes], plane.shape)
+    assert np.allclose(out, plane, atol=1e-6)  # a convex mix of identical values gives them back
+    w = grid.weights(boxes[0])
+    assert w[0, 0] == 1.0 and w[-1, -1] < 0.2  # the first tile fades towards its neighbours only
+    with pytest.raises(ConfigError, match="overlap < tile"):
+        TileGrid(10, 10, 4, 4)
+
+
+def _seams(out: np.ndarray, grid: TileGrid, f: int) -> tuple[float, float]:
+    """Mean |gradient| across the tiles' borders, and elsewhere (output pixels, f per latent pixel)."""
+    h, w = grid.height, grid.width
+    cols = sorted({c * f for b in grid.boxes() for c in b[2:] if 0 < c < w})
+    rows = sorted({r * f for b in grid.boxes() for r in b[:2] if 0 < r < h})
+    o = out.astype(np.float64)
+    gx, gy = np.abs(np.diff(o, axis=1)).mean(axis=(0, 2)), np.abs(np.diff(o, axis=0)).mean(axis=(1, 2))
+    border = np.mean([gx[c - 1] for c in cols] + [gy[r - 1] for r in rows])
+    inside = np.mean(np.concatenate([np.delete(gx, [c - 1 for c in cols]), np.delete(gy, [r - 1 for r in rows])]))
+    return float(border), float(inside)
+
+
+def test_tiled_matches_untiled_and_shows_no_seams(runtime):
+    image = _frame(48, 64, seed=2)  # fits the tiny profile whole (output 96x128 <= 128x128)
+    untiled = runtime.upscale(image, tiling=False).image
+    tiled = runtime.upscale(image, tiling=True, tile=32)
+    assert tiled.timings["tiles"] > 4
+    assert psnr(untiled, tiled.image, peak=255.0) >= 40.0
+    latent_tile, overlap = runtime.tile_size(32)
+    f = runtime.process.codec_factor  # output pixels per latent pixel
+    grid = TileGrid(tiled.image.shape[0] // f, tiled.image.shape[1] // f, latent_tile, overlap)
+    border, inside = _seams(tiled.image, grid, f)
+    assert abs(border / inside - 1) <= 0.10, (border, inside)
+
+
+def test_frames_larger_than_the_profile_are_tiled_or_refused(runtime):
+    big = _frame(80, 72, seed=3)  # output 160x144: above the tiny profile's 128x128
+    with pytest.raises(InputSpecError, match="outside the bundle's profile"):
+        runtime.upscale(big, tiling=False)
+    out = runtime.upscale(big)  # tiling=None: tiled automatically
+    assert out.image.shape == (160, 144, 3) and out.timings["tiles"] >= 2
+    small = runtime.upscale(big[:40, :40]).image
+    assert psnr(small, out.image[:80, :80], peak=255.0) > 20.0  # the same scene where the two overlap
+    with pytest.raises(ConfigError, match="tile"):
+        runtime.upscale(big, tile=0)
+
+
+# -- frames ---------------------------------------------------------------------------------------
+def test_frame_conversions():
+    rgb = _frame(10, 12)
+    assert np.array_equal(frame_rgb(rgb[:, :, ::-1], "bgr"), rgb)
+    assert np.array_equal(frame_rgb(np.asfortranarray(rgb)), rgb)
+    gray = rgb[:, :, 0]
+    assert np.array_equal(frame_rgb(gray), np.stack([gray] * 3, axis=2))
+    assert np.array_equal(frame_rgb(gray[:, :, None]), np.stack([gray] * 3, axis=2))
+    bgra = np.concatenate([rgb[:, :, ::-1], np.full((10, 12, 1), 7, np.uint8)], axis=2)
+    assert np.array_equal(frame_rgb(bgra, "bgr"), rgb)
+    assert frame_rgb(rgb[::2, ::3]).flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (np.zeros((8, 8, 3), np.float32), "dtype float32"),
+        (np.full((8, 8, 3), np.nan, np.float32), "dtype float32"),
+        (np.full((8, 8, 3), np.inf, np.float64), "dtype float64"),
+        (np.zeros((8, 8, 3), np.uint16), "dtype uint16"),
+        (np.zeros((8, 8, 2), np.uint8), "got shape"),
+        (np.zeros((8, 8, 3, 1), np.uint8), "got shape"),
+        (np.zeros((0, 8, 3), np.uint8), "empty"),
+        (np.zeros((1, 1, 3), np.uint8), "each side must be"),
+        ("not an array", "NumPy array"),
+    ],
+)
+def test_bad_frames_get_typed_errors(runtime, frame, message):
+    with pytest.raises(ImageError, match=message):
+        runtime.upscale(frame)
+
+
+def test_huge_frame_is_refused_before_any_work(runtime):
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (16384, 16384, 3))  # no 768 MB allocation here
+    with pytest.raises(ImageError, match="above the limit"):
+        runtime.upscale(huge)
+
+
+def test_roi_is_the_box_at_scale(runtime):
+    frame = _frame(40, 56, seed=4)
+    s = runtime.cfg.upscale
+    box = (10, 6, 20, 16)
+    out = runtime.upscale(frame, roi=box, roi_margin=0).image
+    x, y, w, h = box
+    assert out.shape == (h * s, w * s, 3)
+    assert np.array_equal(out, runtime.upscale(frame[y : y + h, x : x + w]).image)  # no margin: the crop itself
+    with_margin = runtime.upscale(frame, roi=box, roi_margin=8).image  # seen with 8 px of context (clamped)
+    y0, x0 = max(0, y - 8), max(0, x - 8)
+    context = runtime.upscale(frame[y0 : y + h + 8, x0 : x + w + 8]).image
+    assert np.array_equal(with_margin, context[(y - y0) * s : (y - y0 + h) * s, (x - x0) * s : (x - x0 + w) * s])
+    for bad in ((50, 0, 10, 10), (0, 0, 0, 5), (0, 0, 57, 4), (1, 2, 3)):
+        with pytest.raises(InputSpecError, match="roi"):
+            runtime.upscale(frame, roi=bad)
+
+
+# -- threads and streams --------------------------------------------------------------------------
+def test_four_threads_match_serial_output(runtime):
+    frames = [_frame(16 + 4 * (i % 3), 24 + 4 * (i % 2), seed=i) for i in range(12)]
+    serial = [runtime.upscale(f).image for f in frames]
+    results: dict[int, np.ndarray] = {}
+
+    def camera(k: int) -> None:
+        for i in range(k, len(frames), 4):
+            results[i] = runtime.upscale(frames[i]).image
+
+    threads = [threading.Thread(target=camera, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, want in enumerate(serial):
+        assert np.abs(results[i].astype(int) - want).max() <= 1, i
+
+
+def test_stream_in_order_goes_on_after_bad_frames(runtime):
+    good = [_frame(16, 24, seed=i) for i in range(4)]
+    bad = [np.zeros((16, 24, 3), np.float32), np.zeros((0, 4, 3), np.uint8), np.zeros((16, 24, 2), np.uint8)]
+    frames = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3]]
+    results = list(runtime.stream(frames, queue=2))
+    assert [r.index for r in results] == list(range(len(frames)))
+    assert [r.ok for r in results] == [True, False, True, False, True, False, True]
+    assert all(isinstance(r.error, ImageError) for r in results if not r.ok)
+    serial = [runtime.upscale(g).image for g in good]
+    assert all(np.array_equal(r.image, s) for r, s in zip([r for r in results if r.ok], serial, strict=True))
+    assert all(r.seconds > 0 for r in results if r.ok)
+
+
+class _FlakyBackend:
+    """Wraps the runtime's expert so that one call in the middle of a stream raises, as a driver might."""
+
+    def __init__(self, runtime, fail_on: int) -> None:
+        self.runtime, self.fail_on, self.calls = runtime, fail_on, 0
+        self.original = runtime.process.expert
+
+    def __enter__(self):
+        def expert(k, feeds):
+            self.calls += 1
+            if self.calls == self.fail_on:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            return self.original(k, feeds)
+
+        self.runtime.process.expert = expert
+        return self
+
+    def __exit__(self, *exc):
+        self.runtime.process.expert = self.original
+
+
+def test_stream_survives_a_backend_error(runtime):
+    frames = [_frame(16, 24, seed=i) for i in range(3)]
+    serial = [runtime.upscale(f).image for f in frames]
+    steps = len(runtime.process.plan(SampleOptions()))
+    with _FlakyBackend(runtime, fail_on=steps + 2):  # frame 0 runs whole, frame 1 fails at its 2nd step
+        results = list(runtime.stream(frames, warmup=False))
+    assert [r.ok for r in results] == [True, False, True]
+    assert "illegal memory access" in str(results[1].error)
+    assert np.array_equal(results[2].image, serial[2]) and np.array_equal(results[0].image, serial[0])
+
+
+def test_stream_seed_is_fixed_per_stream(runtime):
+    frame = _frame(16, 24, seed=9)
+    fixed = [r.image for r in runtime.stream([frame] * 3, seed=5)]
+    assert all(np.array_equal(fixed[0], f) for f in fixed)
+    varied = [r.image for r in runtime.stream([frame] * 3, seed=5, seed_per_frame=True)]
+    assert np.array_equal(varied[0], fixed[0]) and not np.array_equal(varied[1], fixed[1])
+
+
+def test_stream_reports_a_failing_source(runtime):
+    def camera():
+        yield _frame(16, 24)
+        raise OSError("RTSP connection lost")
+
+    it = runtime.stream(camera())
+    assert next(it).ok
+    with pytest.raises(OSError, match="RTSP"):
+        next(it)
+    with pytest.raises(ConfigError, match="queue"):
+        next(runtime.stream([], queue=0))
