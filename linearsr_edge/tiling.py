@@ -84,3 +84,21 @@ def blend(
         out[..., y0:y1, x0:x1] += part * w
         total[y0:y1, x0:x1] += w
     return out / total
+
+
+def seam_ratio(image: np.ndarray, grid: TileGrid, factor: int) -> float:
+    """Mean |gradient| of ``image`` (uint8 [H, W, 3], ``factor`` output pixels per grid pixel) across the
+    tiles' borders, over the same at every other grid-pixel boundary. 1.0: no seam. Comparing with the
+    other grid boundaries (not every pixel) keeps a codec's own block pattern out of the figure."""
+    h, w = grid.height, grid.width
+    cols = {c for b in grid.boxes() for c in b[2:] if 0 < c < w}
+    rows = {r for b in grid.boxes() for r in b[:2] if 0 < r < h}
+    o = image.astype(np.float64)
+    gx = np.abs(np.diff(o, axis=1)).mean(axis=(0, 2))  # gx[i]: between columns i and i + 1
+    gy = np.abs(np.diff(o, axis=0)).mean(axis=(1, 2))
+    border = [gx[c * factor - 1] for c in sorted(cols)] + [gy[r * factor - 1] for r in sorted(rows)]
+    others = [gx[c * factor - 1] for c in range(1, w) if c not in cols]
+    others += [gy[r * factor - 1] for r in range(1, h) if r not in rows]
+    if not border or not others:
+        return 1.0
+    return float(np.mean(border) / np.mean(others))

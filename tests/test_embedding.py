@@ -12,7 +12,7 @@ from linearsr_edge.imaging import frame_rgb
 from linearsr_edge.parity import psnr
 from linearsr_edge.process import SampleOptions
 from linearsr_edge.runtimes import SRRuntime
-from linearsr_edge.tiling import TileGrid, blend, starts
+from linearsr_edge.tiling import TileGrid, blend, seam_ratio, starts
 
 
 def _frame(h, w, seed=0):
@@ -52,18 +52,6 @@ def test_tile_grid_covers_with_overlap_and_weights_sum_to_one():
         TileGrid(10, 10, 4, 4)
 
 
-def _seams(out: np.ndarray, grid: TileGrid, f: int) -> tuple[float, float]:
-    """Mean |gradient| across the tiles' borders, and elsewhere (output pixels, f per latent pixel)."""
-    h, w = grid.height, grid.width
-    cols = sorted({c * f for b in grid.boxes() for c in b[2:] if 0 < c < w})
-    rows = sorted({r * f for b in grid.boxes() for r in b[:2] if 0 < r < h})
-    o = out.astype(np.float64)
-    gx, gy = np.abs(np.diff(o, axis=1)).mean(axis=(0, 2)), np.abs(np.diff(o, axis=0)).mean(axis=(1, 2))
-    border = np.mean([gx[c - 1] for c in cols] + [gy[r - 1] for r in rows])
-    inside = np.mean(np.concatenate([np.delete(gx, [c - 1 for c in cols]), np.delete(gy, [r - 1 for r in rows])]))
-    return float(border), float(inside)
-
-
 def test_tiled_matches_untiled_and_shows_no_seams(runtime):
     image = _frame(48, 64, seed=2)  # fits the tiny profile whole (output 96x128 <= 128x128)
     untiled = runtime.upscale(image, tiling=False).image
@@ -73,8 +61,9 @@ def test_tiled_matches_untiled_and_shows_no_seams(runtime):
     latent_tile, overlap = runtime.tile_size(32)
     f = runtime.process.codec_factor  # output pixels per latent pixel
     grid = TileGrid(tiled.image.shape[0] // f, tiled.image.shape[1] // f, latent_tile, overlap)
-    border, inside = _seams(tiled.image, grid, f)
-    assert abs(border / inside - 1) <= 0.10, (border, inside)
+    ratio = seam_ratio(tiled.image, grid, f)  # gradient across tile borders / across other latent-pixel lines
+    assert abs(ratio - 1) <= 0.10, ratio
+    assert abs(seam_ratio(untiled, grid, f) - 1) <= 0.10  # the same lines of the untiled image: no content edge
 
 
 def test_frames_larger_than_the_profile_are_tiled_or_refused(runtime):
