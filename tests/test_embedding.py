@@ -153,12 +153,19 @@ def test_four_threads_match_serial_output(runtime):
 
 
 def test_stream_in_order_goes_on_after_bad_frames(runtime):
-    good = [_frame(16, 24, seed=i) for i in range(4)]
-    bad = [np.zeros((16, 24, 3), np.float32), np.zeros((0, 4, 3), np.uint8), np.zeros((16, 24, 2), np.uint8)]
-    frames = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3]]
+    bad = [
+        np.zeros((16, 24, 3), np.float32),  # float
+        np.full((16, 24, 3), np.nan, np.float32),  # NaN
+        np.zeros((0, 4, 3), np.uint8),  # empty
+        np.zeros((16, 24, 2), np.uint8),  # two channels
+        np.zeros((1, 1, 3), np.uint8),  # 1x1
+        np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (16384, 16384, 3)),  # 16k x 16k: refused, not allocated
+    ]
+    good = [_frame(16, 24, seed=i) for i in range(len(bad) + 1)]
+    frames = [f for pair in zip(good, bad, strict=False) for f in pair] + [good[-1]]
     results = list(runtime.stream(frames, queue=2))
     assert [r.index for r in results] == list(range(len(frames)))
-    assert [r.ok for r in results] == [True, False, True, False, True, False, True]
+    assert [r.ok for r in results] == [i % 2 == 0 for i in range(len(frames))]
     assert all(isinstance(r.error, ImageError) for r in results if not r.ok)
     serial = [runtime.upscale(g).image for g in good]
     assert all(np.array_equal(r.image, s) for r, s in zip([r for r in results if r.ok], serial, strict=True))
