@@ -80,3 +80,19 @@ def refuse_flags(given: list[str], accepted: list[str], what: str) -> None:
             f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to {what}; "
             f"it accepts {', '.join(accepted) or 'none of these flags'}"
         )
+
+
+def changed_fields(options: Any) -> dict[str, Any]:
+    """The fields of a dataclass instance that differ from their defaults (default factories included)."""
+    out = {}
+    for f in dataclasses.fields(options):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        value = getattr(options, f.name)
+        if value != default:
+            out[f.name] = value
+    return out

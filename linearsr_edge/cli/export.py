@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--cond-file", type=Path, help=".npz of precomputed tag embeddings, one [D] array per tag name")
     ap.add_argument("--text-encoder", type=Path, help="local transformers folder that encodes --tags at export time")
+    ap.add_argument(
+        "--triton-repo",
+        type=Path,
+        metavar="DIR",
+        help="also write a Triton model repository serving the bundle (see linearsr-triton for its options)",
+    )
     ap.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ap.add_argument("-v", "--verbose", action="store_true", help="show third-party warnings and log lines")
@@ -197,6 +203,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"{line}, NOT VERIFIED: {verification.reason}")
         if verification.finish:
             print(f"to finish, on the device: {verification.finish}")
+    if args.triton_repo is not None:
+        from linearsr_edge.serving.triton import write_repository
+
+        print(f"wrote Triton repository {write_repository(bundle.path, args.triton_repo)}")
     return 0
 
 

@@ -165,14 +165,10 @@ class _Opener:
 
 def options_repr(options) -> str:
     """``OVOptions(threads=2)``: the fields that differ from their defaults."""
-    import dataclasses
+    from linearsr_edge.options import changed_fields
 
-    fields = [
-        f"{f.name}={getattr(options, f.name)!r}"
-        for f in dataclasses.fields(options)
-        if getattr(options, f.name) != f.default
-    ]
-    return f"{type(options).__name__}({', '.join(fields)})"
+    fields = ", ".join(f"{k}={v!r}" for k, v in changed_fields(options).items())
+    return f"{type(options).__name__}({fields})"
 
 
 def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:

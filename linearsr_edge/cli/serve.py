@@ -1,0 +1,135 @@
+"""``linearsr-serve`` (a local Triton server on a bundle) and ``linearsr-triton`` (a Triton model repository).
+
+``linearsr-triton BUNDLE --repo DIR`` writes a model repository that NVIDIA's Triton Inference Server
+serves as is (Python backend: ``config.pbtxt`` + ``1/model.py``), for DeepStream's nvinferserver,
+KServe v2 clients or Kubernetes. ``linearsr-serve BUNDLE`` writes it to a temporary folder and runs
+the ``tritonserver`` of the nvidia-pytriton wheel on it, on 127.0.0.1 by default, until SIGINT or
+SIGTERM; it prints the endpoints once the model has warmed up and the server is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
+from linearsr_edge.options import given_flags
+
+
+def _common(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--version", action="version", version=version_string(ap.prog))
+    ap.add_argument("bundle", type=Path, help="bundle folder (linearsr-export)")
+    ap.add_argument("--backend", default="auto", help="runtime backend inside the server (default: auto)")
+    ap.add_argument("--instances", type=int, default=1, help="model instances (Triton instance_group count)")
+    ap.add_argument(
+        "--max-queue-delay-us", type=int, default=2000, help="dynamic batching: wait this long to merge (2000)"
+    )
+    add_backend_flags(ap)
+
+
+def triton_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="linearsr-triton",
+        description="Write a Triton Inference Server model repository serving a bundle (Python backend).",
+        epilog="example: linearsr-triton bundles/onnx-int8 --repo models --copy-bundle\n"
+        "then: docker run --rm -p8000:8000 -p8001:8001 -p8002:8002 -v $PWD/models:/models "
+        "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(ap)
+    ap.add_argument("--repo", type=Path, required=True, help="repository folder to write (created if missing)")
+    ap.add_argument("--kind", choices=("KIND_CPU", "KIND_GPU"), default="KIND_CPU", help="instance kind")
+    ap.add_argument(
+        "--copy-bundle", action="store_true", help="copy the bundle into the repository (else referenced by path)"
+    )
+    return ap
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="linearsr-serve",
+        description="Serve a bundle with Triton Inference Server (KServe v2 over HTTP and gRPC) until Ctrl-C.",
+        epilog="example: linearsr-serve bundles/onnx-int8 --port 8000 --instances 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(ap)
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    ap.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    ap.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    ap.add_argument("--log", type=Path, help="append tritonserver's log to this file")
+    ap.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    return ap
+
+
+def _options(args, given):
+    from linearsr_edge.bundle import Bundle
+    from linearsr_edge.runtimes import get_backend, pick_backend
+
+    bundle = Bundle.load(args.bundle)
+    info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
+    return info.name, backend_options(info, args, given)
+
+
+def triton_main(argv: list[str] | None = None) -> int:
+    parser = triton_parser()
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        from linearsr_edge.serving.triton import write_repository
+
+        backend, options = _options(args, given_flags(parser, args))
+        model = write_repository(
+            args.bundle, args.repo, backend, options, args.max_queue_delay_us, args.instances, args.kind,
+            copy_bundle=args.copy_bundle,
+        )  # fmt: skip
+        print(f"wrote {model} (Triton Python backend, {backend})")
+        print(f"serve it with: tritonserver --model-repository={args.repo}")
+        return 0
+
+    return run_cli(body, "linearsr-triton")
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    parser = serve_parser()
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        from linearsr_edge.serving.triton import TritonServer
+
+        backend, options = _options(args, given_flags(parser, args))
+        server = TritonServer(
+            args.bundle, args.host, args.port, args.grpc_port, args.metrics_port, args.instances, backend, options,
+            args.max_queue_delay_us, args.log,
+        )  # fmt: skip
+        stop = threading.Event()
+        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.start(timeout=args.startup_timeout)
+            print(
+                f"serving {args.bundle} as model 'linearsr' ({backend}, {args.instances} instance(s)):\n"
+                f"  HTTP    http://{server.http_url}/v2/models/linearsr/infer\n"
+                f"  gRPC    {server.grpc_url}\n"
+                f"  metrics http://{args.host}:{args.metrics_port}/metrics\n"
+                f"  ready   http://{server.http_url}/v2/health/ready\n"
+                "Ctrl-C or SIGTERM stops it.",
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                if server.process.poll() is not None:
+                    print(f"linearsr-serve: tritonserver exited with code {server.process.returncode}", flush=True)
+                    return 1
+        finally:
+            server.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        print("stopped", flush=True)
+        return 0
+
+    return run_cli(body, "linearsr-serve")
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve_main())

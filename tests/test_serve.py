@@ -1,0 +1,231 @@
+"""Triton serving: the repository, and a real tritonserver on 127.0.0.1 (parity over HTTP and gRPC,
+concurrency with dynamic batching, bad requests, shutdown). Servers are always stopped."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from linearsr_edge.process import SampleOptions
+from linearsr_edge.runtimes import OrtOptions, SRRuntime
+
+HAVE_SERVER = all(importlib.util.find_spec(m) is not None for m in ("pytriton", "tritonclient"))
+needs_server = pytest.mark.skipif(
+    not HAVE_SERVER, reason="needs tritonserver (pip install --no-deps nvidia-pytriton) and tritonclient ([serve])"
+)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _frame(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_repository_files(tiny_bundles, tmp_path, capsys):
+    import json
+
+    from linearsr_edge.cli.serve import triton_main
+
+    bundle = tiny_bundles("onnx-fp32").bundle
+    repo = tmp_path / "models"
+    argv = [str(bundle.path), "--repo", str(repo), "--instances", "3", "--kind", "KIND_GPU", "--threads", "2"]
+    assert triton_main([*argv, "--max-queue-delay-us", "500", "--copy-bundle"]) == 0
+    config = (repo / "linearsr" / "config.pbtxt").read_text()
+    assert 'backend: "python"' in config and "count: 3 kind: KIND_GPU" in config
+    assert "max_queue_delay_microseconds: 500" in config and 'name: "tags" data_type: TYPE_UINT8' in config
+    settings = json.loads((repo / "linearsr" / "1" / "linearsr.json").read_text())
+    assert settings["bundle"] == "bundle" and settings["options"] == {"threads": 2}
+    assert settings["backend"] == "onnxruntime"
+    from linearsr_edge.bundle import Bundle
+
+    assert Bundle.load(repo / "linearsr" / "bundle").manifest["files"] == bundle.manifest["files"]
+    assert (repo / "linearsr" / "1" / "model.py").read_text().startswith('"""Triton Python-backend model')
+    assert triton_main([str(bundle.path), "--repo", str(repo), "--precision-hint", "f32"]) == 2
+    assert "--precision-hint does not apply" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundles):
+    from linearsr_edge.serving.triton import TritonServer
+
+    if not HAVE_SERVER:
+        pytest.skip("needs tritonserver and tritonclient")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    bundle = tiny_bundles("onnx-fp32").bundle.path
+    log = Path(tempfile.mkdtemp()) / "triton.log"
+    with TritonServer(
+        bundle, "127.0.0.1", http_port, grpc_port, metrics_port, max_queue_delay_us=20000, log=log
+    ) as srv:
+        yield srv
+
+
+def _infer_http(url, image, **extra):
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(url)
+    inputs = [http.InferInput("image", [1, *image.shape], "UINT8")]
+    inputs[0].set_data_from_numpy(image[None], binary_data=True)
+    if "seed" in extra:
+        inputs.append(http.InferInput("seed", [1, 1], "INT64"))
+        inputs[-1].set_data_from_numpy(np.array([[extra["seed"]]], np.int64))
+    if "tags" in extra:
+        tags = np.frombuffer(",".join(extra["tags"]).encode(), np.uint8)[None]
+        inputs.append(http.InferInput("tags", list(tags.shape), "UINT8"))
+        inputs[-1].set_data_from_numpy(tags)
+    result = client.infer("linearsr", inputs, outputs=[http.InferRequestedOutput("image", binary_data=True)])
+    return result.as_numpy("image")[0]
+
+
+def _infer_grpc(url, image):
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(url)
+    inp = grpc.InferInput("image", [1, *image.shape], "UINT8")
+    inp.set_data_from_numpy(image[None])
+    return client.infer("linearsr", [inp]).as_numpy("image")[0]
+
+
+@needs_server
+def test_parity_over_http_and_grpc(server, tiny_bundles):
+    frames = [_frame(16, 24, 1), _frame(20, 20, 2), _frame(24, 32, 3)]
+    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+        for frame in frames:
+            want = rt.upscale(frame).image
+            for got in (_infer_http(server.http_url, frame), _infer_grpc(server.grpc_url, frame)):
+                assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1
+        seeded = rt.upscale(frames[0], SampleOptions(seed=7, tags=("portrait",))).image
+    got = _infer_http(server.http_url, frames[0], seed=7, tags=["portrait"])
+    assert np.abs(got.astype(int) - seeded).max() <= 1
+
+
+@needs_server
+def test_concurrent_clients_are_batched(server, tiny_bundles):
+    import tritonclient.http as http
+
+    frames = [_frame(16, 24, i) for i in range(8)]
+    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+        want = [rt.upscale(f).image for f in frames]
+    stats = http.InferenceServerClient(server.http_url).get_inference_statistics("linearsr")["model_stats"][0]
+    before = (stats["inference_count"], stats["execution_count"])
+    failures = []
+
+    def client(k: int) -> None:
+        for i in range(8):
+            try:
+                got = _infer_http(server.http_url, frames[i])
+                if np.abs(got.astype(int) - want[i]).max() > 1:
+                    failures.append((k, i, "mismatch"))
+            except Exception as exc:
+                failures.append((k, i, exc))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    stats = http.InferenceServerClient(server.http_url).get_inference_statistics("linearsr")["model_stats"][0]
+    inferences, executions = stats["inference_count"] - before[0], stats["execution_count"] - before[1]
+    assert inferences == 32 and executions < inferences, (inferences, executions)
+
+
+@needs_server
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: np.zeros((1, 16, 24, 3), np.float32), "FP32"),
+        (lambda: np.zeros((1, 16, 24), np.uint8), "shape"),
+        (lambda: np.zeros((1, 16, 24, 4), np.uint8), "shape"),
+        (lambda: np.zeros((1, 0, 0, 3), np.uint8), "empty"),
+        (lambda: np.zeros((1, 400, 400, 3), np.uint8), "outside the bundle's profile"),
+        ("tag", "unknown tag"),
+    ],
+)
+def test_bad_requests_get_errors_and_the_server_goes_on(server, make, message):
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+    client = http.InferenceServerClient(server.http_url)
+    if make == "tag":
+        with pytest.raises(InferenceServerException, match="(?i)tag"):
+            _infer_http(server.http_url, _frame(16, 24), tags=["no-such-tag"])
+    else:
+        data = make()
+        inp = http.InferInput("image", list(data.shape), np_to_triton_dtype(data.dtype))
+        inp.set_data_from_numpy(data, binary_data=True)
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("linearsr", [inp])
+        assert message.lower() in str(info.value).lower() or message in ("FP32", "shape"), str(info.value)
+    assert _infer_http(server.http_url, _frame(16, 24)).shape == (32, 48, 3)  # still serving
+
+
+@needs_server
+def test_linearsr_serve_stops_on_sigterm(tiny_bundles):
+    http_port, grpc_port, metrics_port = free_ports(3)
+    bundle = tiny_bundles("onnx-fp32").bundle.path
+    env = {**os.environ, "TMPDIR": tempfile.mkdtemp()}
+    cmd = [sys.executable, "-m", "linearsr_edge.cli.serve", str(bundle), "--port", str(http_port)]
+    cmd += ["--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C or SIGTERM" in line:
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{http_port}/v2/models/linearsr/infer" in text, text
+        assert _infer_http(f"127.0.0.1:{http_port}", _frame(16, 24)).shape == (32, 48, 3)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped" in proc.stdout.read()
+    assert not list(Path(env["TMPDIR"]).glob("linearsr-serve-*"))  # its temporary repository is gone
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"--http-port={http_port}" not in ps  # no tritonserver left behind
+
+
+def test_serve_refuses_without_a_server(tiny_bundles, monkeypatch):
+    if HAVE_SERVER:
+        pytest.skip("tritonserver is installed here")
+    from linearsr_edge.cli.serve import serve_main
+
+    assert serve_main([str(tiny_bundles("onnx-fp32").bundle.path)]) == 2
+
+
+def test_options_travel_to_the_repository(tiny_bundles, tmp_path):
+    import json
+
+    from linearsr_edge.serving.triton import write_repository
+
+    model = write_repository(tiny_bundles("onnx-fp32").bundle.path, tmp_path, "onnxruntime", OrtOptions(threads=1))
+    settings = json.loads((model / "1" / "linearsr.json").read_text())
+    assert settings["options"] == {"threads": 1} and Path(settings["bundle"]).is_absolute()
