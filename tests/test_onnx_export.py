@@ -87,12 +87,12 @@ def test_end_to_end_psnr_against_reference(exported):
 
 def test_bad_images_and_sizes_outside_the_profile(exported):
     rt = SRRuntime.load(exported[0].path)
-    with pytest.raises(ImageError, match="\\[H, W, 3\\]"):
-        rt.upscale(np.zeros((10, 10, 4), np.uint8))
+    with pytest.raises(ImageError, match="got shape"):
+        rt.upscale(np.zeros((10, 10, 5), np.uint8))
     with pytest.raises(ImageError, match="uint8"):
         rt.upscale(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(InputSpecError, match="outside the bundle's profile.*input sides in \\[8, 64\\]"):
-        rt.upscale(np.zeros((80, 20, 3), np.uint8))
+        rt.upscale(np.zeros((80, 20, 3), np.uint8), tiling=False)  # by default a larger frame is tiled
     with pytest.raises(InputSpecError, match="outside the bundle's profile"):
         rt.upscale(np.zeros((4, 20, 3), np.uint8))
 
