@@ -169,7 +169,8 @@ def test_trt_int8_graph_is_symmetric_per_channel_and_spares_the_islands(tiny_bun
 
 # -- polygraphy (no TensorRT needed) --------------------------------------------------------------
 @pytest.mark.parametrize(
-    "target", ["trt-fp16", pytest.param("trt-int8", marks=pytest.mark.slow)]  # CI: the FP16 graphs (~18 s each)
+    "target",
+    ["trt-fp16", pytest.param("trt-int8", marks=pytest.mark.slow)],  # CI: the FP16 graphs (~18 s each)
 )
 def test_polygraphy_accepts_every_graph(tiny_bundles, tmp_path, target):
     exe = shutil.which("polygraphy", path=str(Path(sys.executable).parent))
