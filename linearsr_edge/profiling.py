@@ -15,7 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,14 +166,21 @@ class ProfileReport:
         return "\n".join(lines)
 
 
-def _timed_run(runtime, images: list[np.ndarray], opts: SampleOptions, seeds: list[int]) -> _Run:
+def _call(runtime, images, opts: SampleOptions, seeds, tile: int | None, on_step=None) -> UpscaleResult:
+    """One batch call, or with ``tile`` (output pixels) one tiled upscale of the first image."""
+    if tile is None:
+        return runtime.upscale_batch(images, opts, seeds=seeds, on_step=on_step)[0]
+    return runtime.upscale(images[0], replace(opts, seed=seeds[0]), tiling=True, tile=tile, on_step=on_step)
+
+
+def _timed_run(runtime, images: list[np.ndarray], opts: SampleOptions, seeds: list[int], tile=None) -> _Run:
     step_ends: list[float] = []
     with runtime.traced() as calls:
         t0 = time.perf_counter()
         mark = lambda i: step_ends.append(time.perf_counter())  # noqa: E731
-        results = runtime.upscale_batch(images, opts, seeds=seeds, on_step=mark)
+        result = _call(runtime, images, opts, seeds, tile, mark)
         seconds = time.perf_counter() - t0
-    return _Run(t0, seconds, calls, step_ends, results[0])
+    return _Run(t0, seconds, calls, step_ends, result)
 
 
 def profile(
@@ -191,7 +198,7 @@ def profile(
 
 
 def profile_many(
-    configs: Sequence[tuple[Any, SampleOptions]],
+    configs: Sequence[tuple],
     image: np.ndarray,
     runs: int = 10,
     warmup: int = 2,
@@ -200,30 +207,32 @@ def profile_many(
 ) -> list[ProfileReport]:
     """`profile` for several (runtime, options) configurations, interleaved: every configuration's warm-up,
     then round after round one timed run of each, so that drift in a shared machine's load falls on all
-    of them alike instead of on whichever ran last."""
+    of them alike instead of on whichever ran last. A configuration is ``(runtime, opts)`` or
+    ``(runtime, opts, tile)``: a tiled upscale with tiles of ``tile`` output pixels (batch 1)."""
     from linearsr_edge.machine import machine_summary
 
     if runs < 1 or warmup < 0 or batch < 1:
         raise ConfigError(f"need runs >= 1, warmup >= 0 and batch >= 1; got {runs}, {warmup}, {batch}")
     images = [image] * batch
-    seeds = [[opts.seed + i for i in range(batch)] for _, opts in configs]
-    for (runtime, opts), s in zip(configs, seeds, strict=True):
+    configs = [(*c, None) if len(c) == 2 else tuple(c) for c in configs]
+    seeds = [[opts.seed + i for i in range(batch)] for _, opts, _ in configs]
+    for (runtime, opts, tile), s in zip(configs, seeds, strict=True):
         for _ in range(warmup):
-            runtime.upscale_batch(images, opts, seeds=s)
+            _call(runtime, images, opts, s, tile)
             if on_run is not None:
                 on_run()
     timed: list[list[_Run]] = [[] for _ in configs]
     for _ in range(runs):
-        for (runtime, opts), s, done in zip(configs, seeds, timed, strict=True):
+        for (runtime, opts, tile), s, done in zip(configs, seeds, timed, strict=True):
             if len(configs) > 1:
                 time.sleep(SETTLE_SECONDS)
-            done.append(_timed_run(runtime, images, opts, s))
+            done.append(_timed_run(runtime, images, opts, s, tile))
             if on_run is not None:
                 on_run()
     machine = machine_summary()
     return [
         _report(runtime, done, image.shape[:2], batch, warmup, machine)
-        for (runtime, _), done in zip(configs, timed, strict=True)
+        for (runtime, _, _), done in zip(configs, timed, strict=True)
     ]
 
 
@@ -337,6 +346,7 @@ class BudgetRow:
     p95_ms: float
     quality_db: float  # PSNR against the reference configuration's output (inf: the reference itself)
     fits: bool
+    tile: int | None = None  # output pixels per tile; None: untiled
 
 
 @dataclass
@@ -376,13 +386,14 @@ def budget_search(
     warmup: int = 1,
     on_run: Callable[[], None] | None = None,
     stat: str = "p50",
+    tiles: Sequence[int | None] = (None,),
 ) -> BudgetAnswer:
-    """Measure every (bundle, steps) configuration on ``image`` (interleaved, see `profile_many`) and pick
+    """Measure every (bundle, steps, tile) configuration on ``image`` (interleaved, see `profile_many`) and pick
     the best quality whose p50 meets ``budget_ms``. Quality: the PSNR of the configuration's output
     against the reference configuration, the most precise bundle at the model's default steps (the plan
     its export gates check). ``runtimes``: one open `SRRuntime` per bundle, all of one model. ``stat``:
-    the latency that must fit, ``"p50"`` or ``"p95"``."""
-    from dataclasses import replace
+    the latency that must fit, ``"p50"`` or ``"p95"``. ``tiles``: tile sizes in output pixels to try
+    (None: untiled, or tiled as `SRRuntime.upscale` decides for a frame above the profile)."""
 
     from linearsr_edge.parity import psnr
 
@@ -396,12 +407,13 @@ def budget_search(
     ref = runtimes[reference_order(manifests)[0]]
     default_steps = ref.cfg.default_steps
     reference = ref.upscale(image, replace(base, steps=default_steps)).image
-    configs = [(rt, replace(base, steps=n)) for rt in runtimes for n in sorted(set(steps_grid))]
+    configs = [(rt, replace(base, steps=n), tile) for rt in runtimes for n in sorted(set(steps_grid)) for tile in tiles]
     reports = profile_many(configs, image, runs, warmup, 1, on_run)
     rows = []
-    for (rt, opts), report in zip(configs, reports, strict=True):
-        is_ref = rt is ref and opts.steps == default_steps
-        quality = math.inf if is_ref else psnr(reference, rt.upscale(image, opts).image, peak=255.0)
+    for (rt, opts, tile), report in zip(configs, reports, strict=True):
+        is_ref = rt is ref and opts.steps == default_steps and tile is None
+        out = _call(rt, [image], opts, [opts.seed], tile).image
+        quality = math.inf if is_ref else psnr(reference, out, peak=255.0)
         p50 = report.image["p50_ms"]
         precision = rt.bundle.manifest.get("precision", "?")
         rows.append(
@@ -414,6 +426,7 @@ def budget_search(
                 report.image["p95_ms"],
                 quality,
                 report.image[f"{stat}_ms"] <= budget_ms,
+                tile,
             )
         )
     rows.sort(key=lambda r: (-r.quality_db, r.p50_ms))
@@ -423,13 +436,13 @@ def budget_search(
 def format_budget(answer: BudgetAnswer) -> str:
     lines = [
         f"quality: PSNR of each configuration's output against {answer.reference} (the reference)",
-        "| bundle | target | steps | p50 ms | p95 ms | PSNR vs reference | within budget |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| bundle | target | steps | tile | p50 ms | p95 ms | PSNR vs reference | within budget |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in answer.rows:
         q = "reference" if math.isinf(r.quality_db) else f"{r.quality_db:.2f} dB"
         lines.append(
-            f"| {r.bundle} | {r.target} | {r.steps} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {q} | "
+            f"| {r.bundle} | {r.target} | {r.steps} | {r.tile or '-'} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {q} | "
             f"{'yes' if r.fits else 'no'} |"
         )
     return "\n".join(lines)

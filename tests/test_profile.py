@@ -264,3 +264,21 @@ def test_upscale_warmup_flag(tiny_bundles, tmp_path, capsys):
     assert upscale_cli.main([str(frame), "-o", str(tmp_path / "o.png"), "--bundle", path, "--warmup", "2"]) == 0
     assert "2 warm-up runs" in capsys.readouterr().out
     assert upscale_cli.main([str(frame), "-o", str(tmp_path / "o.png"), "--bundle", path, "--warmup", "-1"]) == 2
+
+
+def test_budget_measures_tile_sizes_and_the_upscale_tile_flag(tiny_bundles, tmp_path, capsys):
+    from linearsr_edge.imaging import read_image, write_image
+    from linearsr_edge.profiling import budget_search
+
+    frame = _frame(32, 48, seed=5)
+    path = tiny_bundles("onnx-fp32").bundle.path
+    with SRRuntime.load(path, backend="onnxruntime") as rt:
+        answer = budget_search([rt], frame, [2], 1e6, SampleOptions(), runs=1, warmup=0, tiles=[None, 32])
+        tiled = rt.upscale(frame, SampleOptions(steps=2), tiling=True, tile=32).image
+    assert sorted((r.tile or 0) for r in answer.rows) == [0, 32]
+    row = next(r for r in answer.rows if r.tile == 32)
+    assert math.isfinite(row.quality_db) and row.quality_db > 20.0
+    write_image(tmp_path / "f.png", frame)
+    argv = [str(tmp_path / "f.png"), "-o", str(tmp_path / "o.png"), "--bundle", str(path), "--steps", "2"]
+    assert upscale_cli.main([*argv, "--tile", "32", "-q"]) == 0
+    assert np.array_equal(read_image(tmp_path / "o.png"), tiled)

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N,N,...",
         help="--budget-ms: step counts to measure (default 1,2,4; the model's default is the quality reference)",
     )
+    ap.add_argument(
+        "--try-tiles",
+        metavar="PX,PX,...",
+        help="--budget-ms: also measure tiled upscales with these tile sizes in output pixels (e.g. 256,512)",
+    )
     ap.add_argument("--backend", default="auto", help="runtime backend (default: auto, per bundle format)")
     ap.add_argument(
         "--residency", default="auto", metavar="auto|all|one|BYTES", help="which sessions stay open (default: auto)"
@@ -91,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _run(args, given_flags(parser, args)), PROG)
 
 
-def parse_steps(text: str) -> list[int]:
+def parse_steps(text: str, flag: str = "--try-steps") -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]`` (positive integers, sorted, unique)."""
     try:
         steps = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise ConfigError(f"--try-steps takes step counts like 1,2,4, got {text!r}") from None
+        raise ConfigError(f"{flag} takes positive integers like 1,2,4, got {text!r}") from None
     if not steps or steps[0] < 1:
-        raise ConfigError(f"--try-steps takes positive step counts, got {text!r}")
+        raise ConfigError(f"{flag} takes positive integers, got {text!r}")
     return steps
 
 
@@ -232,14 +238,15 @@ def _budget(args, opener: _Opener, bundles: list, frame, base) -> int:
     from linearsr_edge.profiling import budget_search, format_budget, to_json
 
     steps = parse_steps(args.try_steps)
+    tiles = [None, *parse_steps(args.try_tiles, "--try-tiles")] if args.try_tiles else [None]
     runs = args.runs
     h, w = frame.shape[:2]
     s = bundles[0].cfg.upscale
-    total = len(bundles) * len(steps) * (args.warmup + runs)
+    total = len(bundles) * len(steps) * len(tiles) * (args.warmup + runs)
     with ExitStack() as stack, tqdm(total=total, desc="budget", unit="run", disable=args.quiet, file=sys.stderr) as bar:
         runtimes = [stack.enter_context(opener(i)) for i in range(len(bundles))]
         answer = budget_search(
-            runtimes, frame, steps, args.budget_ms, base, runs, args.warmup, bar.update, stat=args.budget_stat
+            runtimes, frame, steps, args.budget_ms, base, runs, args.warmup, bar.update, args.budget_stat, tiles
         )
     if args.json:
         print(to_json(answer.to_dict()))
@@ -261,13 +268,16 @@ def _budget(args, opener: _Opener, bundles: list, frame, base) -> int:
         quality = f"{best.quality_db:.2f} dB against the reference"
     frame_arg = str(args.image) if args.image else f"FRAME_{w}x{h}.png"
     words = ["linearsr-upscale", frame_arg, "-o", "out.png", "--bundle", best.bundle, "--steps", str(best.steps)]
+    if best.tile is not None:
+        words += ["--tile", str(best.tile)]
     if args.solver != "euler":
         words += ["--solver", args.solver]
     if args.backend != "auto":
         words += ["--backend", args.backend]
     words += [*opener.flags_for(i), "--warmup", str(max(1, args.warmup))]
+    tiled = f", tiles of {best.tile} px" if best.tile is not None else ""
     print(
-        f"best quality within {args.budget_ms:g} ms: {best.target} ({best.bundle}) at {best.steps} step(s), "
+        f"best quality within {args.budget_ms:g} ms: {best.target} ({best.bundle}) at {best.steps} step(s){tiled}, "
         f"p50 {best.p50_ms:.1f} ms (p95 {best.p95_ms:.1f}), {quality}"
     )
     print(f"  command: {shlex.join(words)}" + ("" if args.image else f"  (any {w}x{h} frame)"))
@@ -275,7 +285,9 @@ def _budget(args, opener: _Opener, bundles: list, frame, base) -> int:
         f"  python:  SRRuntime.load({best.bundle!r}, backend={opener.infos[i].name!r}, "
         f"options={options_repr(opener.options[i])}).upscale(frame, SampleOptions(steps={best.steps}"
         + (f", solver={args.solver!r}" if args.solver != "euler" else "")
-        + "))"
+        + ")"
+        + (f", tiling=True, tile={best.tile}" if best.tile is not None else "")
+        + ")"
     )
     return 0
 

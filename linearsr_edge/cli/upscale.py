@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse outputs above this many pixels (default {DEFAULT_MAX_OUTPUT_PIXELS:,})",
     )
     ap.add_argument(
+        "--tile",
+        type=int,
+        metavar="PX",
+        help="--bundle: upscale in overlapping latent tiles of this output size (frames above the bundle's "
+        "profile are tiled anyway, with the device profile's tile size)",
+    )
+    ap.add_argument(
         "--warmup",
         type=int,
         default=0,
@@ -181,10 +188,13 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
     )
     plan = upscaler.process.plan(opts)
     quiet_warmup = args.quiet or not args.warmup
+    tiling = {} if args.tile is None else {"tiling": True, "tile": args.tile}
+    if tiling and args.bundle is None:
+        raise ConfigError("--tile applies to --bundle")
     for _ in tqdm(range(args.warmup), desc="warm-up", unit="run", disable=quiet_warmup, file=sys.stderr):
-        upscaler.upscale(image, opts)
+        upscaler.upscale(image, opts, **tiling)
     with tqdm(total=len(plan), desc="denoising", unit="step", disable=args.quiet, file=sys.stderr) as bar:
-        result = upscaler.upscale(image, opts, on_step=lambda i: bar.update(1))
+        result = upscaler.upscale(image, opts, on_step=lambda i: bar.update(1), **tiling)
     write_image(args.output, result.image)
     if not args.quiet:
         h, w = image.shape[:2]
