@@ -65,13 +65,24 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bundles):
-    from linearsr_edge.serving.triton import TritonServer
+def demo_bundle(tmp_path_factory):
+    """The demo model as onnx-fp32, at a small profile (outputs 64..256 px): what the server serves."""
+    from linearsr_edge.build import ExportOptions, build_bundle
+    from linearsr_edge.specs import Profile
 
     if not HAVE_SERVER:
         pytest.skip("needs tritonserver and tritonclient")
+    out = tmp_path_factory.mktemp("demo") / "onnx-fp32"
+    profile = Profile(min_hw=(64, 64), opt_hw=(128, 128), max_hw=(256, 256), batch=(1, 1, 8))
+    return build_bundle(ExportOptions(target="onnx-fp32", out=out, profile=profile, progress=False)).bundle
+
+
+@pytest.fixture(scope="module")
+def server(demo_bundle):
+    from linearsr_edge.serving.triton import TritonServer
+
     http_port, grpc_port, metrics_port = free_ports(3)
-    bundle = tiny_bundles("onnx-fp32").bundle.path
+    bundle = demo_bundle.path
     log = Path(tempfile.mkdtemp()) / "triton.log"
     with TritonServer(
         bundle, "127.0.0.1", http_port, grpc_port, metrics_port, max_queue_delay_us=20000, log=log
@@ -106,9 +117,9 @@ def _infer_grpc(url, image):
 
 
 @needs_server
-def test_parity_over_http_and_grpc(server, tiny_bundles):
+def test_parity_over_http_and_grpc(server, demo_bundle):
     frames = [_frame(16, 24, 1), _frame(20, 20, 2), _frame(24, 32, 3)]
-    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+    with SRRuntime.load(demo_bundle.path, backend="onnxruntime") as rt:
         for frame in frames:
             want = rt.upscale(frame).image
             for got in (_infer_http(server.http_url, frame), _infer_grpc(server.grpc_url, frame)):
@@ -119,11 +130,11 @@ def test_parity_over_http_and_grpc(server, tiny_bundles):
 
 
 @needs_server
-def test_concurrent_clients_are_batched(server, tiny_bundles):
+def test_concurrent_clients_are_batched(server, demo_bundle):
     import tritonclient.http as http
 
     frames = [_frame(16, 24, i) for i in range(8)]
-    with SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path, backend="onnxruntime") as rt:
+    with SRRuntime.load(demo_bundle.path, backend="onnxruntime") as rt:
         want = [rt.upscale(f).image for f in frames]
     stats = http.InferenceServerClient(server.http_url).get_inference_statistics("linearsr")["model_stats"][0]
     before = (stats["inference_count"], stats["execution_count"])
@@ -157,7 +168,7 @@ def test_concurrent_clients_are_batched(server, tiny_bundles):
         (lambda: np.zeros((1, 16, 24), np.uint8), "shape"),
         (lambda: np.zeros((1, 16, 24, 4), np.uint8), "shape"),
         (lambda: np.zeros((1, 0, 0, 3), np.uint8), "empty"),
-        (lambda: np.zeros((1, 400, 400, 3), np.uint8), "outside the bundle's profile"),
+        (lambda: np.zeros((1, 100, 100, 3), np.uint8), "outside the bundle's profile"),
         ("tag", "unknown tag"),
     ],
 )
@@ -176,7 +187,7 @@ def test_bad_requests_get_errors_and_the_server_goes_on(server, make, message):
         with pytest.raises(InferenceServerException) as info:
             client.infer("linearsr", [inp])
         assert message.lower() in str(info.value).lower() or message in ("FP32", "shape"), str(info.value)
-    assert _infer_http(server.http_url, _frame(16, 24)).shape == (32, 48, 3)  # still serving
+    assert _infer_http(server.http_url, _frame(16, 24)).shape == (64, 96, 3)  # still serving
 
 
 @needs_server
