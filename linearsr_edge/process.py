@@ -203,9 +203,7 @@ class SRProcess:
         enc = batched(self.encode, [up[:, y0:y1, x0:x1] for y0, y1, x0, x1 in pixel_boxes])
         lr_latent = blend(enc, boxes, [grid.weights(b) for b in boxes], (enc[0].shape[0], lh, lw))[None]
         noise = np.random.default_rng(opts.seed).standard_normal(lr_latent.shape, np.float32)
-        sigma0 = float(plan.sigma[0])
-        x0_guess = lr_latent if self.cfg.parameterization == "latent" else np.zeros_like(lr_latent)
-        x = ((1.0 - sigma0) * x0_guess + sigma0 * noise).astype(np.float32)
+        x = self._start(lr_latent, noise, float(plan.sigma[0]))
         weights = [grid.weights(b) for b in boxes]
 
         def velocity(k: int, xt: np.ndarray, sigma: float) -> np.ndarray:
@@ -255,6 +253,10 @@ class SRProcess:
         shape = (1, *lr_latent.shape[1:])
         noise = np.concatenate([np.random.default_rng(seeds[i]).standard_normal(shape, np.float32) for i in indices])
         # x0 estimate at the start: the LR latent itself (latent mode) or a zero residual.
+        return _Group(list(indices), lr_latent, self._start(lr_latent, noise, sigma0), out_hw)
+
+    def _start(self, lr_latent: np.ndarray, noise: np.ndarray, sigma0: float) -> np.ndarray:
+        """The noisy state at ``sigma0``: the x0 estimate (the LR latent itself, or a zero residual) mixed
+        with ``noise``."""
         x0_guess = lr_latent if self.cfg.parameterization == "latent" else np.zeros_like(lr_latent)
-        x = ((1.0 - sigma0) * x0_guess + sigma0 * noise).astype(np.float32)
-        return _Group(list(indices), lr_latent, x, out_hw)
+        return ((1.0 - sigma0) * x0_guess + sigma0 * noise).astype(np.float32)

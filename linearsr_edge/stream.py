@@ -104,7 +104,6 @@ def stream(
                 result = runtime.upscale(frame, frame_opts, **upscale_kwargs)
                 out = StreamResult(i, result.image, time.perf_counter() - t0, None, result)
             except Exception as exc:  # this frame fails, the stream goes on
-                warmed = warmed or not warmup
                 out = StreamResult(i, None, 0.0, exc)
             if not put(outbox, out):
                 return

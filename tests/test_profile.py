@@ -198,6 +198,7 @@ def test_cli_compare_table(tiny_bundles, capsys):
         ([], "give a bundle"),
         (["{b}", "--try-steps", "1,x", "--budget-ms", "10"], "--try-steps"),
         (["{b}", "--runs", "0"], "--runs"),
+        (["{b}", "--budget-ms", "0", "--try-steps", "1"], "--budget-ms must be positive"),
         (["{b}", "--precision-hint", "f32"], "--precision-hint does not apply"),
         (["{b}", "--resolution", "9000x9000"], "outside the bundle's profile"),
         (["{b}", "--plot", "x.png", "--compare", "{b}"], "--plot draws one bundle"),
@@ -282,3 +283,6 @@ def test_budget_measures_tile_sizes_and_the_upscale_tile_flag(tiny_bundles, tmp_
     argv = [str(tmp_path / "f.png"), "-o", str(tmp_path / "o.png"), "--bundle", str(path), "--steps", "2"]
     assert upscale_cli.main([*argv, "--tile", "32", "-q"]) == 0
     assert np.array_equal(read_image(tmp_path / "o.png"), tiled)
+    no_bundle = [str(tmp_path / "f.png"), "-o", str(tmp_path / "o2.png"), "--tile", "32"]
+    assert upscale_cli.main(no_bundle) == 2
+    assert "--tile applies to --bundle" in capsys.readouterr().err

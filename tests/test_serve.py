@@ -224,7 +224,7 @@ def test_linearsr_serve_stops_on_sigterm(tiny_bundles):
     assert f"--http-port={http_port}" not in ps  # no tritonserver left behind
 
 
-def test_serve_refuses_without_a_server(tiny_bundles, monkeypatch):
+def test_serve_refuses_without_a_server(tiny_bundles):
     if HAVE_SERVER:
         pytest.skip("tritonserver is installed here")
     from linearsr_edge.cli.serve import serve_main

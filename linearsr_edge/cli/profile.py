@@ -191,6 +191,8 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
         args.runs = 5 if args.budget_ms is not None else 10
     if args.runs < 1 or args.warmup < 0 or args.batch < 1:
         raise ConfigError("--runs and --batch must be at least 1 and --warmup at least 0")
+    if args.budget_ms is not None and args.budget_ms <= 0:
+        raise ConfigError(f"--budget-ms must be positive, got {args.budget_ms:g}")
     if args.steps is not None and args.steps < 1:
         raise ConfigError("--steps must be at least 1")
     if args.plot is not None and len(paths) > 1:

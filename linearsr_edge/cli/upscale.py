@@ -172,6 +172,8 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
         raise ConfigError("give an input image and -o OUTPUT (or --list-tags)")
     if args.warmup < 0:
         raise ConfigError("--warmup must be 0 or more")
+    if args.tile is not None and args.bundle is None:
+        raise ConfigError("--tile applies to --bundle")
     check_output_path(args.output)
     max_in = max(1, args.max_pixels // 4)
     image = read_image(args.input, max_pixels=max_in)
@@ -189,8 +191,6 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
     plan = upscaler.process.plan(opts)
     quiet_warmup = args.quiet or not args.warmup
     tiling = {} if args.tile is None else {"tiling": True, "tile": args.tile}
-    if tiling and args.bundle is None:
-        raise ConfigError("--tile applies to --bundle")
     for _ in tqdm(range(args.warmup), desc="warm-up", unit="run", disable=quiet_warmup, file=sys.stderr):
         upscaler.upscale(image, opts, **tiling)
     with tqdm(total=len(plan), desc="denoising", unit="step", disable=args.quiet, file=sys.stderr) as bar:
