@@ -182,6 +182,7 @@ class TritonServer:
         self.max_queue_delay_us, self.log = max_queue_delay_us, log
         self.process: subprocess.Popen | None = None
         self.tmp: Path | None = None
+        self._out = None  # the log file, when one was given
 
     @property
     def http_url(self) -> str:
@@ -220,12 +221,11 @@ class TritonServer:
             env = dict(os.environ)
             libdirs = [sysconfig.get_config_var("LIBDIR") or "", str(install.libs or "")]
             env["LD_LIBRARY_PATH"] = ":".join(p for p in [*libdirs, env.get("LD_LIBRARY_PATH", "")] if p)
-            out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
-            self._out = out
+            self._out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (closed in stop)
             self.process = subprocess.Popen(
                 self.command(install, repo, backends.parent),
                 env=env,
-                stdout=out,
+                stdout=self._out or subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() ends the stubs too
             )
@@ -264,8 +264,9 @@ class TritonServer:
                 self.process.wait()
             except ProcessLookupError:
                 pass
-        if getattr(self, "_out", None) not in (None, subprocess.DEVNULL):
+        if self._out is not None:
             self._out.close()
+            self._out = None
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
