@@ -2,7 +2,7 @@
 
 Entries register whether or not their package is installed; `Registry.get` raises a `ConfigError`
 with a "did you mean" for an unknown name and a `BackendUnavailableError` naming the pip extra for
-an entry whose package is missing.
+an entry whose package is missing, or the operating system an entry needs (Core ML: macOS).
 
 Third parties add entries without editing this package: a distribution declares an entry point in
 the registry's group (``linearsr_edge.targets`` or ``linearsr_edge.backends``) whose object is an
@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
@@ -29,8 +30,34 @@ class Entry(Protocol):
     extra: str  # the pip extra that installs them
 
 
+PLATFORM_NAMES = {"darwin": "macOS", "linux": "Linux", "win32": "Windows"}
+
+
 def missing_modules(entry: Entry) -> list[str]:
     return [m for m in entry.requires if importlib.util.find_spec(m) is None]
+
+
+def wrong_platform(entry: Entry) -> str | None:
+    """Why ``entry`` cannot run on this operating system (None: it can). An entry may declare
+    ``platforms`` (``sys.platform`` values; empty: any) and a ``platform_note`` saying why."""
+    platforms = tuple(getattr(entry, "platforms", ()) or ())
+    if not platforms or sys.platform in platforms:
+        return None
+    names = " or ".join(PLATFORM_NAMES.get(p, p) for p in platforms)
+    note = getattr(entry, "platform_note", "")
+    here = PLATFORM_NAMES.get(sys.platform, sys.platform)
+    return f"{entry.name!r} runs on {names} only, and this machine runs {here}" + (f": {note}" if note else "")
+
+
+def unavailable_reason(entry: Entry) -> str | None:
+    """Why ``entry`` cannot be used here (wrong operating system, or packages missing); None when it can."""
+    reason = wrong_platform(entry)
+    if reason is not None:
+        return reason
+    missing = missing_modules(entry)
+    if missing:
+        return f"{entry.name!r} needs {', '.join(missing)}: pip install 'linearsr-edge[{entry.extra}]'"
+    return None
 
 
 E = TypeVar("E", bound=Entry)
@@ -65,11 +92,9 @@ class Registry(Generic[E]):
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise ConfigError(f"unknown {self.kind} {name!r}{hint} Registered: {', '.join(self.names())}")
         entry = self._entries[name]
-        missing = missing_modules(entry)
-        if missing:
-            raise BackendUnavailableError(
-                f"{self.kind} {name!r} needs {', '.join(missing)}: pip install 'linearsr-edge[{entry.extra}]'"
-            )
+        reason = unavailable_reason(entry)
+        if reason is not None:
+            raise BackendUnavailableError(f"{self.kind} {reason}")
         return entry
 
     def _load_plugins(self) -> None:

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def recommend(profile) -> tuple[str | None, str]:
     """The profile's first target that this install can export, and why."""
     from linearsr_edge.exporters import all_targets
+    from linearsr_edge.registry import wrong_platform
 
     targets = {t.name: t for t in all_targets()}
     skipped = []
@@ -36,7 +37,8 @@ def recommend(profile) -> tuple[str | None, str]:
         if target is None:
             skipped.append(f"{name} (not in this version)")
         elif not target.available:
-            skipped.append(f"{name} (pip install 'linearsr-edge[{target.extra}]')")
+            install = f"pip install 'linearsr-edge[{target.extra}]'"
+            skipped.append(f"{name} ({wrong_platform(target) or install})")
         else:
             why = profile.reason + (f"; skipped {', '.join(skipped)}" if skipped else "")
             return name, why
@@ -46,6 +48,7 @@ def recommend(profile) -> tuple[str | None, str]:
 def report(profile_file: Path | None = None) -> dict[str, Any]:
     from linearsr_edge.devices import detect
     from linearsr_edge.devices.profiles import load_profile, match_profile
+    from linearsr_edge.registry import unavailable_reason
     from linearsr_edge.runtimes.base import BACKENDS
 
     device = detect()
@@ -61,6 +64,7 @@ def report(profile_file: Path | None = None) -> dict[str, Any]:
                 "version": b.version() if b.available else None,
                 "formats": list(b.formats),
                 "extra": b.extra,
+                "unavailable": unavailable_reason(b),
             }
         )
     target, why = recommend(profile) if profile is not None else (None, "no device profile matches this device")
@@ -96,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             f"up to {w}x{h}, tiles {p['tile_size']}, targets {' > '.join(p['targets'])}"
         )
     for b in data["backends"]:
-        state = f"{b['version']}" if b["installed"] else f"not installed (pip install 'linearsr-edge[{b['extra']}]')"
+        state = f"{b['version']}" if b["installed"] else f"not available: {b['unavailable']}"
         print(f"backend:  {b['name']:<12} {state}")
     target = data["recommended_target"]
     print(f"export:   {target or 'nothing'}: {data['reason']}")

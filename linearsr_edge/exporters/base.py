@@ -20,7 +20,7 @@ import numpy as np
 
 from linearsr_edge.errors import ConfigError, ExportError
 from linearsr_edge.precision import Precision
-from linearsr_edge.registry import Registry, missing_modules
+from linearsr_edge.registry import Registry, unavailable_reason
 from linearsr_edge.specs import ComponentSpec
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ class Exporter(abc.ABC):
 
     def __init__(self, options: Any = None) -> None:
         self.options = options
+
+    def prepare(self, specs: Sequence[ComponentSpec]) -> None:  # noqa: B027  (most exporters need nothing)
+        """Called once with every component's spec before the first `export` (e.g. to read the codec factor)."""
 
     def manifest_entries(self) -> dict[str, Any]:
         """Settings and reports to record in the bundle manifest after every component is exported."""
@@ -87,10 +90,12 @@ class TargetInfo:
     # the backends whose pass marks a bundle verified (empty: any backend of the format). TensorRT
     # bundles are checked here on ONNX Runtime (the same graphs) but verified only on their engines.
     verified_by: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()  # ``sys.platform`` values the export runs on; empty: any
+    platform_note: str = ""  # why, and what to do elsewhere
 
     @property
     def available(self) -> bool:
-        return not missing_modules(self)
+        return unavailable_reason(self) is None
 
     def check_options(self, options: Any) -> Any:
         if options is None:

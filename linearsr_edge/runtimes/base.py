@@ -21,7 +21,7 @@ import numpy as np
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, InputSpecError
 from linearsr_edge.options import flag
-from linearsr_edge.registry import Registry, missing_modules
+from linearsr_edge.registry import Registry, unavailable_reason, wrong_platform
 from linearsr_edge.specs import ComponentSpec
 
 if TYPE_CHECKING:
@@ -108,10 +108,12 @@ class BackendInfo:
     # the options a bundle's verification runs with (exact arithmetic: e.g. OpenVINO's f32 hint);
     # None: the defaults
     parity_options: Callable[[], BackendOptions] | None = None
+    platforms: tuple[str, ...] = ()  # ``sys.platform`` values it runs on; empty: any
+    platform_note: str = ""  # why, and what to do elsewhere
 
     @property
     def available(self) -> bool:
-        return not missing_modules(self)
+        return unavailable_reason(self) is None
 
     def check_options(self, options: BackendOptions | None) -> BackendOptions:
         """The options to open sessions with: defaults for None, refused when typed for another backend."""
@@ -131,14 +133,23 @@ backend_names = BACKENDS.names
 get_backend = BACKENDS.get
 
 
+def backends_for(fmt: str) -> list[BackendInfo]:
+    """Every registered backend of a bundle format, installed or not."""
+    return [b for b in BACKENDS.entries() if fmt in b.formats]
+
+
 def pick_backend(fmt: str, exclude: tuple[str, ...] = ()) -> BackendInfo:
     """The best installed backend for a bundle format (``auto``), none of ``exclude``;
-    `BackendUnavailableError` names the extra."""
-    fits = [b for b in BACKENDS.entries() if fmt in b.formats and b.name not in exclude]
+    `BackendUnavailableError` names the extra (or the OS the format needs)."""
+    fits = [b for b in backends_for(fmt) if b.name not in exclude]
     usable = sorted((b for b in fits if b.available), key=lambda b: -b.priority)
     if not usable:
         if not fits:
             raise BackendUnavailableError(f"no registered runtime backend runs {fmt} bundles")
+        elsewhere = [wrong_platform(b) for b in fits]
+        if all(elsewhere):
+            raise BackendUnavailableError(f"no backend runs {fmt} bundles on this machine: " + "; ".join(elsewhere))
+        fits = [b for b, r in zip(fits, elsewhere, strict=True) if r is None]
         extras = " or ".join(f"pip install 'linearsr-edge[{e}]'" for e in sorted({b.extra for b in fits}))
         raise BackendUnavailableError(f"no installed backend runs {fmt} bundles: {extras}")
     return usable[0]
