@@ -27,7 +27,7 @@ import numpy as np
 
 from linearsr_edge.config import ModelConfig
 from linearsr_edge.errors import BundleError, ConfigError
-from linearsr_edge.fileio import atomic_write_text, current_umask
+from linearsr_edge.fileio import atomic_write_text, current_umask, disk_bytes
 from linearsr_edge.specs import ComponentSpec, Profile
 from linearsr_edge.tags import TagVocabulary
 
@@ -84,7 +84,7 @@ class Bundle:
     def component_bytes(self, component: str) -> int:
         """Bytes on disk of a component's files (its session's size, for residency budgets)."""
         entry = self._component(component)
-        return sum((self.path / f).stat().st_size for f in entry.get("files", [entry["file"]]))
+        return sum(disk_bytes(self.path / f) for f in entry.get("files", [entry["file"]]))
 
     @property
     def verification(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from linearsr_edge.errors import ConfigError
+from linearsr_edge.fileio import disk_bytes
 from linearsr_edge.process import SampleOptions, UpscaleResult
 from linearsr_edge.runtimes.base import describe_settings
 
@@ -57,7 +58,7 @@ def peak_rss_bytes() -> int | None:
 
 def bundle_disk_bytes(path: str | Path) -> int:
     """Bytes of every file in a bundle folder."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    return disk_bytes(Path(path))
 
 
 def gate_psnr(manifest: dict) -> float | None:
