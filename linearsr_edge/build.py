@@ -30,13 +30,16 @@ from linearsr_edge.demo import load_demo, sample_images
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
 from linearsr_edge.exporters import TargetInfo, get_target
 from linearsr_edge.exporters.base import Exporter
+from linearsr_edge.fileio import disk_bytes
 from linearsr_edge.golden import GOLDEN_FILE, record_golden, step_deltas
 from linearsr_edge.imaging import read_image
 from linearsr_edge.machine import machine_summary
 from linearsr_edge.model.folder import ModelFolder, load_model_folder
 from linearsr_edge.parity import CheckRow, enforce, max_abs_row, psnr_row, sqnr_row, step_row
 from linearsr_edge.process import SampleOptions
+from linearsr_edge.registry import wrong_platform
 from linearsr_edge.runtimes import SRRuntime, pick_backend
+from linearsr_edge.runtimes.base import backends_for
 from linearsr_edge.specs import ComponentSpec, Profile, component_specs
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
 
@@ -203,7 +206,7 @@ def export_components(
         components[spec.name] = {
             "file": files[0].name,
             "files": [f.name for f in files],
-            "bytes": sum(f.stat().st_size for f in files),
+            "bytes": sum(disk_bytes(f) for f in files),
             "spec": spec.to_dict(),
         }
     if source.tags is not None:
@@ -253,7 +256,10 @@ def verify(
         # engines are built on the device (linearsr-build-engines): here the graphs run on another backend
         backend = pick_backend(target.format, exclude=target.verified_by)
     except BackendUnavailableError as exc:
-        return Verification(False, [], thresholds, reason=f"not verified on this machine: {exc}")
+        # a backend that runs on another OS (Core ML: macOS) verifies it there, from the golden set
+        elsewhere = [b for b in backends_for(target.format) if wrong_platform(b)]
+        finish = f"linearsr-verify {shlex.quote(str(opts.out))}" if elsewhere else None
+        return Verification(False, [], thresholds, reason=f"not verified on this machine: {exc}", finish=finish)
     runtime = SRRuntime.load(staged, backend=backend.name, options=backend.verification_options())
     try:
         if calib is None:
@@ -339,6 +345,7 @@ def build_bundle(opts: ExportOptions) -> ExportResult:
     if target.calibration == "full" and opts.calibration.samples_per_expert < 1:
         raise ConfigError(f"{target.name} calibrates every expert: --calib-samples must be >= 1")
     source = resolve_source(opts)
+    exporter.prepare(source.specs)  # may refuse its options for these specs, before any calibration
     calib = calibrate(source, target, opts)
     with BundleWriter(opts.out, overwrite=opts.overwrite) as writer:
         components = export_components(source, exporter, calib, writer, opts)

@@ -8,6 +8,8 @@ loop) over PyTorch modules instead of bundle sessions.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -35,6 +37,19 @@ def call_module(module: nn.Module, spec: ComponentSpec, feeds: dict[str, np.ndar
     return {n: o.float().numpy() for n, o in zip(spec.output_names, outs, strict=True)}
 
 
+class HalfPrecision(nn.Module):
+    """A component in FP16 behind FP32 I/O: the model's own precision policy still runs its linear-attention
+    reductions and division, the RMS norm and the timestep embedding in FP32 (evidence for FP16 targets
+    that cannot run here, such as Core ML off macOS)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module.half()
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.module(*(a.half() for a in args)).float()
+
+
 class ReferenceSession(Session):
     """A PyTorch module behind the `Session` interface (validated like every backend's session)."""
 
@@ -53,8 +68,10 @@ def reference_runtime(
     codec: LatentCodec,
     tags: TagVocabulary | None = None,
     profile: Profile = UNBOUNDED,
+    half: bool = False,
 ) -> SRRuntime:
-    """The reference pipeline: FP32 PyTorch experts and codec in the shared host loop."""
+    """The reference pipeline: FP32 PyTorch experts and codec in the shared host loop (``half``: copies of
+    them in FP16 behind FP32 I/O, see `HalfPrecision`)."""
     if codec.latent_channels != experts.cfg.latent_channels:
         raise ConfigError(
             f"codec gives {codec.latent_channels} latent channels, model expects {experts.cfg.latent_channels}"
@@ -62,7 +79,11 @@ def reference_runtime(
     cfg = experts.cfg
     specs = {s.name: s for s in component_specs(cfg, profile, codec.factor)}
 
-    def opener(name: str) -> Session:
-        return ReferenceSession(component_module_of(experts, codec, name), specs[name])
+    if half:
+        experts, codec = copy.deepcopy(experts), copy.deepcopy(codec)
 
-    return SRRuntime(cfg, codec.factor, specs, opener, "reference", tags=tags)
+    def opener(name: str) -> Session:
+        module = component_module_of(experts, codec, name)
+        return ReferenceSession(HalfPrecision(module) if half else module, specs[name])
+
+    return SRRuntime(cfg, codec.factor, specs, opener, "reference-fp16" if half else "reference", tags=tags)

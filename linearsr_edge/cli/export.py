@@ -16,6 +16,7 @@ from linearsr_edge.cli.common import quiet_third_party, run_cli, version_string
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.exporters import TargetInfo, all_targets, get_target
 from linearsr_edge.options import add_flags, flags_of, from_flags, given_flags, refuse_flags
+from linearsr_edge.registry import PLATFORM_NAMES, wrong_platform
 from linearsr_edge.specs import Profile, ProfileError, parse_resolution
 
 PROG = "linearsr-export"
@@ -33,7 +34,11 @@ CALIB_FLAGS = ["--calib-dir"]  # targets with calibration (besides CalibrationOp
 def _targets_help() -> str:
     lines = []
     for t in all_targets():
-        note = "" if t.available else f"  [needs: pip install 'linearsr-edge[{t.extra}]']"
+        elsewhere = wrong_platform(t)
+        if elsewhere:
+            note = f"  [{PLATFORM_NAMES.get(t.platforms[0], t.platforms[0])} only]"
+        else:
+            note = "" if t.available else f"  [needs: pip install 'linearsr-edge[{t.extra}]']"
         lines.append(f"  {t.name:<14} {t.description}{note}")
     return "targets:\n" + "\n".join(lines)
 
@@ -95,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="your own photos (default: the demo samples); the last --heldout-images are held out for the gates",
     )
     add_flags(cal, CalibrationOptions, seen)
-    for options in sorted({t.options for t in all_targets()}, key=lambda c: c.__name__):
-        users = ", ".join(t.name for t in all_targets() if t.options is options)
+    # base classes first, so that flags shared through a subclass are listed under every target using them
+    for options in sorted({t.options for t in all_targets()}, key=lambda c: (len(c.__mro__), c.__name__)):
+        users = ", ".join(t.name for t in all_targets() if issubclass(t.options, options))
         if flags_of(options):
             add_flags(ap.add_argument_group(f"{users} options"), options, seen)
     return ap

@@ -10,6 +10,7 @@ from linearsr_edge.exporters.base import (
     register_target,
     target_names,
 )
+from linearsr_edge.exporters.coreml_options import CoreMLInt8Options, CoreMLOptions
 from linearsr_edge.exporters.onnx_options import OnnxInt8Options
 from linearsr_edge.exporters.openvino_options import OVInt8Options
 from linearsr_edge.exporters.tensorrt_options import TRTOptions
@@ -17,6 +18,7 @@ from linearsr_edge.precision import Precision
 
 _ONNX = ("torch", "onnx", "onnxruntime", "onnxscript")
 _OV = ("torch", "openvino")
+_COREML = ("torch", "coremltools")
 
 register_target(
     TargetInfo(
@@ -121,7 +123,54 @@ register_target(
     )
 )
 
+register_target(
+    TargetInfo(
+        name="coreml-fp16",
+        format="coreml",
+        precision=Precision.FP16,
+        requires=_COREML,
+        extra="coreml-export",
+        description="Core ML ML program, FP16 with FP32 linear-attention islands; Apple silicon (verified on macOS)",
+        exporter="linearsr_edge.exporters.coreml:CoreMLExporter",
+        options=CoreMLOptions,
+        calibration="heldout",
+    )
+)
+register_target(
+    TargetInfo(
+        name="coreml-int8",
+        format="coreml",
+        precision=Precision.INT8,
+        requires=_COREML,
+        extra="coreml-export",
+        description="Core ML FP16 (FP32 islands) with per-channel INT8 or 4/6-bit palettized weights",
+        exporter="linearsr_edge.exporters.coreml:CoreMLInt8Exporter",
+        options=CoreMLInt8Options,
+        calibration="heldout",
+    )
+)
+register_target(
+    TargetInfo(
+        name="coreml-w8a8",
+        format="coreml",
+        precision=Precision.INT8,
+        requires=_COREML,
+        extra="coreml-export",
+        description="Core ML INT8 weights and activations, each expert calibrated on its own band (macOS only)",
+        exporter="linearsr_edge.exporters.coreml:CoreMLW8A8Exporter",
+        options=CoreMLInt8Options,
+        calibration="full",
+        platforms=("darwin",),
+        platform_note=(
+            "activation quantization runs Core ML predictions, which exist on macOS only; "
+            "export coreml-int8 (INT8 weights) here, or coreml-w8a8 on a Mac"
+        ),
+    )
+)
+
 __all__ = [
+    "CoreMLInt8Options",
+    "CoreMLOptions",
     "Exporter",
     "NoOptions",
     "OVInt8Options",

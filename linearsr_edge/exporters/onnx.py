@@ -36,17 +36,29 @@ PROTOBUF_LIMIT = 2**31 - 1
 EXPORT_BATCH = 2  # a batch-1 example makes the exporter specialise the batch axis
 
 
-def torch_export_onnx(module: torch.nn.Module, spec: ComponentSpec):
-    """Run the dynamo exporter on ``module`` with batch-2 examples; returns the in-memory ``ModelProto``."""
+def export_inputs(spec: ComponentSpec, bounded: bool = False) -> tuple[tuple[torch.Tensor, ...], dict]:
+    """Batch-2 example inputs and ``torch.export`` dynamic shapes: one ``Dim`` per symbolic axis of the spec
+    (``bounded``: with the spec's min/max, and sizes that must be multiples of m as m times a symbol)."""
     from torch.export import Dim
+
+    def dim(name: str):
+        if not bounded:
+            return Dim(name)
+        r = spec.dims[name]
+        if r.multiple == 1:
+            return Dim(name, min=r.min, max=r.max)
+        return Dim(f"{name}_q", min=r.min // r.multiple, max=r.max // r.multiple) * r.multiple
 
     examples = spec.dummy_inputs("opt", batch=EXPORT_BATCH)
     args = tuple(torch.from_numpy(examples[n]) for n in spec.input_names)
-    symbols: dict[str, Dim] = {}
-    dynamic_shapes = {
-        t.name: {i: symbols.setdefault(d, Dim(d)) for i, d in enumerate(t.shape) if isinstance(d, str)}
-        for t in spec.inputs
-    }
+    symbols = {d: dim(d) for t in spec.inputs for d in t.shape if isinstance(d, str)}
+    dynamic_shapes = {t.name: {i: symbols[d] for i, d in enumerate(t.shape) if isinstance(d, str)} for t in spec.inputs}
+    return args, dynamic_shapes
+
+
+def torch_export_onnx(module: torch.nn.Module, spec: ComponentSpec):
+    """Run the dynamo exporter on ``module`` with batch-2 examples; returns the in-memory ``ModelProto``."""
+    args, dynamic_shapes = export_inputs(spec)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

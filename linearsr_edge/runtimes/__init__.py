@@ -4,6 +4,7 @@ Nothing here imports PyTorch: a runtime-only install (``pip install 'linearsr-ed
 bundles without it.
 """
 
+from linearsr_edge.runtimes import coreml as _coreml  # noqa: F401  (registers "coreml", macOS only)
 from linearsr_edge.runtimes import onnxruntime as _onnxruntime  # noqa: F401  (registers "onnxruntime")
 from linearsr_edge.runtimes import openvino as _openvino  # noqa: F401  (registers "openvino")
 from linearsr_edge.runtimes import tensorrt as _tensorrt  # noqa: F401  (registers "tensorrt")
