@@ -171,3 +171,20 @@ def plan_rows(feeds: dict[str, np.ndarray], spec: ComponentSpec, plan: ShapePlan
     for row in rows:
         check_plan_input(plan, spec, row)
     return rows
+
+
+def calibration_rows(feeds: dict[str, np.ndarray], spec: ComponentSpec, plan: ShapePlan) -> list[dict[str, np.ndarray]]:
+    """Recorded expert inputs as the model takes them, for activation calibration: each row's latents
+    centre-cropped to the largest enumerated size that fits inside them (calibration crops rarely have an
+    enumerated size; a crop keeps the activation statistics). Rows smaller than every size are dropped."""
+    if plan.mode != "enumerated":
+        return plan_rows(feeds, spec, plan)
+    main = spec.inputs[0].name
+    sizes = sorted({s[main][2:] for s in plan.sets}, key=lambda hw: hw[0] * hw[1], reverse=True)
+    height, width = feeds[main].shape[2:]
+    fit = next(((h, w) for h, w in sizes if h <= height and w <= width), None)
+    if fit is None:
+        return []
+    top, left = (height - fit[0]) // 2, (width - fit[1]) // 2
+    cropped = {k: v[:, :, top : top + fit[0], left : left + fit[1]] if v.ndim == 4 else v for k, v in feeds.items()}
+    return plan_rows(cropped, spec, plan)

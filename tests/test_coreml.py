@@ -253,6 +253,21 @@ def test_feeds_outside_the_enumerated_shapes_are_refused_with_the_list(tiny_cfg)
     assert whole["latent"].shape[0] == 3 and whole["cond"].shape[1] == 2
 
 
+def test_calibration_rows_are_cropped_to_an_enumerated_size(tiny_cfg):
+    from linearsr_edge.coreml_plan import calibration_rows, shape_plan
+    from linearsr_edge.exporters.coreml_options import CoreMLOptions
+    from linearsr_edge.specs import component_specs
+
+    spec = component_specs(tiny_cfg, TINY_PROFILE, FACTOR)[0]
+    plan = shape_plan(spec, CoreMLOptions(), FACTOR)  # latents 8x8, 16x24, 64x64
+    feeds = spec.dummy_inputs("opt", batch=2, height=20, width=30, cond_len=1)
+    rows = calibration_rows(feeds, spec, plan)
+    assert len(rows) == 2 and rows[0]["latent"].shape == (1, tiny_cfg.latent_channels, 16, 24)
+    np.testing.assert_array_equal(rows[1]["lr_latent"][0], feeds["lr_latent"][1, :, 2:18, 3:27])  # centred
+    assert rows[0]["cond"].shape[1] == 6
+    assert calibration_rows(spec.dummy_inputs("opt", batch=1, height=4, width=4), spec, plan) == []
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -329,6 +344,18 @@ def test_bundle_parity_on_macos(coreml_bundles, precision, floor_db):
 
 @pytest.mark.macos
 @macos
+def test_w8a8_quantizes_activations_per_band_and_passes_its_gates_on_macos(coreml_bundles):
+    from linearsr_edge.calibration import CalibrationOptions
+
+    calibration = CalibrationOptions(samples_per_expert=8, heldout_samples_per_expert=3, crop=24, progress=False)
+    result = export_tiny(coreml_bundles.root, "coreml-w8a8", calibration=calibration)  # 48x48 output: in profile
+    assert result.verification.verified, result.verification.reason
+    ops = main_ops(saved_spec(result.bundle.file("expert_0")))
+    assert any(op.type == "quantize" for op in ops) and any(op.type.startswith("constexpr_") for op in ops)
+
+
+@pytest.mark.macos
+@macos
 def test_compiled_models_are_cached_on_macos(coreml_bundles, tmp_path):
     from linearsr_edge.runtimes import SRRuntime
     from linearsr_edge.runtimes.coreml import CoreMLRuntimeOptions
@@ -387,3 +414,25 @@ def test_export_command_refuses_int8_flags_for_fp16_and_a_size_outside_the_profi
     err = capsys.readouterr().err
     assert code != 0 and "4096x2160 outside the export profile" in err and "Traceback" not in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_palettized_weights_are_4_bit_lookup_tables(coreml_bundles, tmp_path):
+    from coremltools.proto import MIL_pb2
+
+    from linearsr_edge.components import component_module
+    from linearsr_edge.exporters.coreml import CoreMLInt8Exporter
+    from linearsr_edge.exporters.coreml_options import CoreMLInt8Options
+    from linearsr_edge.model.folder import load_model_folder
+
+    fp16 = coreml_bundles["fp16"].bundle
+    exporter = CoreMLInt8Exporter(CoreMLInt8Options(palettize_bits=4, weight_threshold=256))
+    exporter.prepare([fp16.spec(n) for n in fp16.component_names()])
+    module = component_module(load_model_folder(coreml_bundles.root / "model"), "expert_0")
+    (package,) = exporter.export(module, fp16.spec("expert_0"), tmp_path)
+    luts = [op for op in main_ops(saved_spec(package)) if op.type == "constexpr_lut_to_dense"]
+    assert len(luts) > 10
+    for op in luts:
+        (indices,) = op.inputs["indices"].arguments
+        assert MIL_pb2.DataType.Name(indices.value.type.tensorType.dataType) == "UINT4"
+    report = exporter.report["expert_0"]
+    assert report["weight_bytes"] < 0.4 * fp16.manifest["coreml"]["components"]["expert_0"]["weight_bytes"]

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from linearsr_edge.coreml_plan import ShapePlan, plan_rows, shape_plan
-from linearsr_edge.errors import ExportError, InputSpecError
+from linearsr_edge.coreml_plan import ShapePlan, calibration_rows, shape_plan
+from linearsr_edge.errors import ExportError
 from linearsr_edge.exporters.base import Exporter, expert_calibration
 from linearsr_edge.exporters.coreml_options import CoreMLInt8Options, CoreMLOptions
 from linearsr_edge.exporters.onnx import export_inputs, guard_small_eps
@@ -325,16 +325,11 @@ class CoreMLW8A8Exporter(CoreMLInt8Exporter):
         calibration = expert_calibration(spec, calibration)
         if calibration is not None:
             plan = shape_plan(spec, self.options, self.factor)
-            usable, refused = [], 0
-            for feeds in calibration:
-                try:
-                    usable += plan_rows(feeds, spec, plan)
-                except InputSpecError:
-                    refused += 1
+            usable = [row for feeds in calibration for row in calibration_rows(feeds, spec, plan)]
             if not usable:
                 raise ExportError(
-                    f"{spec.name}: none of the {refused} calibration samples has an enumerated shape; calibrate on "
-                    "images of an enumerated size, or export with --coreml-sizes"
+                    f"{spec.name}: every calibration sample is smaller than the smallest enumerated size; record "
+                    "larger crops (CalibrationOptions.crop) or enumerate a smaller size (--coreml-sizes)"
                 )
             ops = list(model._mil_program.functions["main"].operations)
             keep = island_op_names(ops) | set(activation_products(mil_graph_nodes(ops)))
