@@ -295,6 +295,19 @@ def test_compiled_model_cache_key_follows_the_package_and_the_compiler():
     assert key != cache_key(files, "9.1")
 
 
+def test_the_cache_key_of_a_bundle_being_written_matches_the_committed_one(coreml_bundles):
+    """Export gates run on the staged bundle, before the manifest holds digests: the key must not change."""
+    from linearsr_edge.bundle import Bundle
+    from linearsr_edge.runtimes.coreml import cache_key, package_files
+
+    bundle = coreml_bundles["fp16"].bundle
+    staged = Bundle(bundle.path, {**bundle.manifest, "files": {}})
+    committed = package_files(bundle, "expert_0.mlpackage")
+    assert package_files(staged, "expert_0.mlpackage") == committed
+    assert len(committed) >= 2 and all(rel.startswith("expert_0.mlpackage/") for rel in committed)
+    assert cache_key(committed, "9.0") != cache_key(package_files(bundle, "expert_1.mlpackage"), "9.0")
+
+
 # -- macOS only -----------------------------------------------------------------------------------
 @pytest.mark.skipif(sys.platform == "darwin", reason="checks the refusal off macOS")
 def test_off_macos_a_coreml_bundle_refuses_to_load_saying_why(coreml_bundles):

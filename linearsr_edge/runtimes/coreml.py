@@ -80,11 +80,19 @@ def cache_key(package_files: dict[str, str], tool_version: str) -> str:
 
 
 def package_files(bundle: Bundle, package: str) -> dict[str, str]:
-    """The manifest's digests of every file inside ``package`` (a folder of the bundle)."""
+    """Relative path -> sha256 of every file inside ``package`` (a folder of the bundle): the manifest's
+    digests (checked when the bundle loaded), or, in a bundle still being written (its gates run before
+    the digests are recorded), digests of the files themselves."""
+    from linearsr_edge.bundle import sha256_file
+
     prefix = package.rstrip("/") + "/"
     files = {rel: d for rel, d in bundle.manifest.get("files", {}).items() if rel.startswith(prefix)}
+    if files:
+        return files
+    root = bundle.path / package
+    files = {p.relative_to(bundle.path).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
     if not files:
-        raise BundleError(f"{bundle.path}: the manifest lists no files inside {package}")
+        raise BundleError(f"Core ML package {root} holds no files")
     return files
 
 
