@@ -315,7 +315,7 @@ def _gate_rows(
     delta = step_deltas(reference.process, SampleOptions(steps=steps))
     for k in tqdm(range(source.folder.cfg.num_experts), desc="quality gates", unit="expert", disable=not progress):
         name = f"expert_{k}"
-        feeds = calib.heldout[k]
+        feeds = [runtime.fit_feeds(f) for f in calib.heldout[k]]  # Core ML: an enumerated size
         refs = [reference.run_component(name, f)["velocity"] for f in feeds]
         tests = [runtime.run_component(name, f)["velocity"] for f in feeds]
         rows.append(sqnr_row(name, f"{len(feeds)} held-out band inputs", refs, tests, thresholds.expert_sqnr_db))

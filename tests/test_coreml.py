@@ -180,6 +180,7 @@ def test_export_report_and_unverified_bundle(coreml_bundles):
     assert len(expert["linear_attention"]) >= 10
     assert {a["dtype"] for a in expert["linear_attention"]} == {"FLOAT32"}
     assert expert["weight_bytes"] > 0 and expert["shapes"]["mode"] == "enumerated"
+    assert sorted(map(tuple, manifest["output_sizes"])) == sorted(TEST_SIZES)  # the runtime pads other frames
     verification = manifest["verification"]
     assert verification["verified"] is False and "macOS" in verification["reason"]
     assert verification["finish_on_device"].startswith("linearsr-verify ")
@@ -449,3 +450,50 @@ def test_palettized_weights_are_4_bit_lookup_tables(coreml_bundles, tmp_path):
         assert MIL_pb2.DataType.Name(indices.value.type.tensorType.dataType) == "UINT4"
     report = exporter.report["expert_0"]
     assert report["weight_bytes"] < 0.4 * fp16.manifest["coreml"]["components"]["expert_0"]["weight_bytes"]
+
+
+# -- listed output sizes: frames are padded up to one (any backend honours the manifest's list) -----
+@pytest.fixture
+def listed_runtime(tiny_bundles, tmp_path):
+    """The tiny onnx-fp32 bundle with the manifest entry a Core ML export writes: output sizes 32x48 and
+    64x64 only. ONNX Runtime would run any size; the runtime must keep to the list."""
+    import shutil
+
+    from linearsr_edge.runtimes import SRRuntime
+
+    folder = tmp_path / "listed"
+    shutil.copytree(tiny_bundles("onnx-fp32").bundle.path, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["output_sizes"] = [[64, 64], [32, 48]]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return SRRuntime.load(folder), SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path)
+
+
+def test_frames_are_padded_to_a_listed_size_and_cropped_back(listed_runtime):
+    from linearsr_edge.process import SampleOptions
+
+    listed, free = listed_runtime
+    assert listed.output_sizes == [(32, 48), (64, 64)] and free.output_sizes is None
+    frame = np.random.default_rng(0).integers(0, 256, (10, 14, 3), np.uint8)
+    got = listed.upscale(frame, SampleOptions(seed=0)).image
+    assert got.shape == (20, 28, 3)
+    padded = np.pad(frame, ((0, 6), (0, 10), (0, 0)), mode="symmetric")  # to 16x24: output 32x48
+    np.testing.assert_array_equal(got, free.upscale(padded, SampleOptions(seed=0)).image[:20, :28])
+    assert not np.array_equal(got, free.upscale(frame, SampleOptions(seed=0)).image)  # so it did pad
+    # a listed size runs as it is; a batch pads each frame to its own size
+    assert listed.padded_size(16, 24) is None and listed.padded_size(20, 20) == (32, 32)
+    batch = listed.upscale_batch([frame, np.zeros((16, 24, 3), np.uint8)], SampleOptions(seed=0))
+    assert [r.image.shape for r in batch] == [(20, 28, 3), (32, 48, 3)]
+    with pytest.raises(InputSpecError, match="larger than every output size this bundle takes"):
+        listed.upscale(np.zeros((40, 40, 3), np.uint8), tiling=False)
+
+
+def test_gate_inputs_are_cropped_to_a_listed_size(listed_runtime):
+    listed, free = listed_runtime
+    assert listed.crop_to_profile(np.zeros((30, 30, 3), np.uint8)).shape == (16, 24, 3)
+    assert free.crop_to_profile(np.zeros((30, 30, 3), np.uint8)).shape == (30, 30, 3)
+    spec = listed.spec("expert_0")
+    feeds = spec.dummy_inputs("opt", batch=1, height=20, width=30)
+    fitted = listed.fit_feeds(feeds)
+    assert fitted["latent"].shape[2:] == (16, 24) and fitted["cond"] is feeds["cond"]
+    np.testing.assert_array_equal(fitted["lr_latent"], feeds["lr_latent"][:, :, 2:18, 3:27])

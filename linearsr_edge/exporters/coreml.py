@@ -255,12 +255,20 @@ class CoreMLExporter(Exporter):
             shape_plan(spec, self.options, self.factor)
 
     def manifest_entries(self) -> dict[str, Any]:
+        # the output sizes every component takes, when the shapes are enumerated: the runtime pads other frames
+        sizes = {
+            tuple(s["image"][2:])
+            for r in self.report.values()
+            if r["shapes"]["mode"] == "enumerated" and "image" in r["shapes"]["sets"][0]
+            for s in r["shapes"]["sets"]
+        }
         return {
+            **({"output_sizes": sorted(map(list, sizes))} if sizes else {}),
             "coreml": {
                 "deployment_target": self.options.deployment_target,
                 "coremltools": _version(),
                 "components": self.report,
-            }
+            },
         }
 
     def export(self, module, spec, folder, calibration=None) -> list[Path]:

@@ -54,6 +54,14 @@ def _profile_tile() -> int:
     return profile.tile_size if profile is not None else 512
 
 
+def _pad(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` mirrored at the bottom and right up to ``size`` (H, W)."""
+    h, w = image.shape[:2]
+    if (h, w) == tuple(size):
+        return image
+    return np.pad(image, ((0, size[0] - h), (0, size[1] - w), (0, 0)), mode="symmetric")
+
+
 class SRRuntime:
     """Super-resolution from an exported bundle (or, through `reference_runtime`, from PyTorch modules).
 
@@ -74,8 +82,16 @@ class SRRuntime:
         sizes: dict[str, int] | None = None,
         bundle: Bundle | None = None,
         options: BackendOptions | None = None,
+        output_sizes: Sequence[Sequence[int]] | None = None,
     ) -> None:
+        """``output_sizes``: the only output sizes (H, W) the sessions take (Core ML enumerated shapes);
+        other frames are padded up to one of them, and cropped back (None: any size in the profile)."""
         self.cfg, self.backend, self.bundle, self.options = cfg, backend, bundle, options
+        self.output_sizes = (
+            sorted({(int(h), int(w)) for h, w in output_sizes}, key=lambda v: (v[0] * v[1], v))
+            if output_sizes
+            else None
+        )
         self.last_verification = None  # the `VerifyReport` of verify() or of load(verify=...)
         self._trace: list[ComponentCall] | None = None
         self._specs = dict(specs)
@@ -135,6 +151,7 @@ class SRRuntime:
             sizes={n: bundle.component_bytes(n) for n in names},
             bundle=bundle,
             options=options,
+            output_sizes=bundle.manifest.get("output_sizes"),
         )
         if verify != "never":
             from linearsr_edge.verify import verify_on_load
@@ -236,13 +253,63 @@ class SRRuntime:
             )
 
     def crop_to_profile(self, image: np.ndarray) -> np.ndarray:
-        """Centre-crop an image so that its output fits the largest profile size."""
+        """Centre-crop an image so that its output fits the largest profile size (for a bundle that takes
+        listed output sizes only, the largest listed size that fits inside the image)."""
         (_, max_h), (_, max_w) = self.input_limits()
         h, w = image.shape[:2]
+        if self.output_sizes:
+            s = self.cfg.upscale
+            inside = [(oh // s, ow // s) for oh, ow in self.output_sizes if oh // s <= h and ow // s <= w]
+            if inside:
+                max_h, max_w = max(inside, key=lambda v: v[0] * v[1])
         if h <= max_h and w <= max_w:
             return image
         y, x = max(0, (h - max_h) // 2), max(0, (w - max_w) // 2)
         return np.ascontiguousarray(image[y : y + min(h, max_h), x : x + min(w, max_w)])
+
+    def fit_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Expert feeds with their latents centre-cropped to the largest listed size inside them (unchanged
+        when any size runs, or none fits): the quality gates feed recorded band inputs to both sides."""
+        if not self.output_sizes:
+            return feeds
+        f = self.process.codec_factor
+        h, w = feeds["latent"].shape[2:]
+        inside = [(oh // f, ow // f) for oh, ow in self.output_sizes if oh // f <= h and ow // f <= w]
+        if not inside:
+            return feeds
+        th, tw = max(inside, key=lambda v: v[0] * v[1])
+        y, x = (h - th) // 2, (w - tw) // 2
+        return {
+            k: np.ascontiguousarray(v[:, :, y : y + th, x : x + tw]) if v.ndim == 4 else v for k, v in feeds.items()
+        }
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """The input size (H, W) a frame is padded to for a bundle that takes listed output sizes only:
+        the smallest listed size that holds it; None when the frame's own size runs."""
+        if not self.output_sizes:
+            return None
+        s = self.cfg.upscale
+        if (height * s, width * s) in self.output_sizes:
+            return None
+        holds = [(oh // s, ow // s) for oh, ow in self.output_sizes if oh >= height * s and ow >= width * s]
+        if not holds:
+            listed = ", ".join(f"{ow}x{oh}" for oh, ow in self.output_sizes)
+            raise InputSpecError(
+                f"a {width}x{height} input gives a {width * s}x{height * s} output, larger than every output size "
+                f"this bundle takes ({listed}); tile it (tiling=True) or re-export with more sizes"
+            )
+        return holds[0]  # output_sizes is sorted by area
+
+    def _padded(self, image: np.ndarray, run: Callable[[np.ndarray], UpscaleResult]) -> UpscaleResult:
+        """``run`` on ``image`` padded (mirrored at the bottom and right) to `padded_size`, cropped back."""
+        h, w = image.shape[:2]
+        target = self.padded_size(h, w)
+        if target is None:
+            return run(image)
+        result = run(_pad(image, target))
+        s = self.cfg.upscale
+        result.image = np.ascontiguousarray(result.image[: h * s, : w * s])
+        return result
 
     # -- the job -----------------------------------------------------------------------------
     def upscale(
@@ -273,7 +340,7 @@ class SRRuntime:
             tiling = self._too_large(h, w)
         if not tiling:
             self.check_size(h, w)
-            return self.process.upscale(image, opts, **kwargs)
+            return self._padded(image, lambda img: self.process.upscale(img, opts, **kwargs))
         latent_tile, overlap = self.tile_size(tile)
         return self.process.upscale_tiled(image, opts, latent_tile, overlap, **kwargs)
 
@@ -354,7 +421,16 @@ class SRRuntime:
         images = [frame_rgb(img, color, f"image {i}") for i, img in enumerate(images)]
         for img in images:
             self.check_size(*img.shape[:2])
-        return self.process.upscale_batch(images, opts, **kwargs)
+        if not self.output_sizes:
+            return self.process.upscale_batch(images, opts, **kwargs)
+        s, sizes = self.cfg.upscale, [img.shape[:2] for img in images]
+        targets = [self.padded_size(*hw) or hw for hw in sizes]
+        results = self.process.upscale_batch(
+            [_pad(img, t) for img, t in zip(images, targets, strict=True)], opts, **kwargs
+        )
+        for result, (h, w) in zip(results, sizes, strict=True):
+            result.image = np.ascontiguousarray(result.image[: h * s, : w * s])
+        return results
 
     def verify(self, thresholds=None):
         """Run the bundle's golden set on this backend, device and options; returns a `VerifyReport`
