@@ -10,8 +10,12 @@ class is named by ``"module:Class"`` and imported when an export runs.
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
-from collections.abc import Sequence
+import io
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +29,25 @@ from linearsr_edge.specs import ComponentSpec
 
 if TYPE_CHECKING:
     import torch
+
+
+@contextlib.contextmanager
+def quiet_library(logger: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Run a converter library quietly: its logger at ``level`` or above, its warnings ignored, and the
+    progress bars it draws on stdout/stderr swallowed (NNCF, coremltools)."""
+    lib_log = logging.getLogger(logger)
+    before = lib_log.level
+    lib_log.setLevel(max(before, level))
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        lib_log.setLevel(before)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,6 @@ op, weight bytes and the supported shapes.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import warnings
 from collections import Counter
@@ -37,7 +35,7 @@ import torch
 
 from linearsr_edge.coreml_plan import ShapePlan, calibration_rows, shape_plan
 from linearsr_edge.errors import ExportError
-from linearsr_edge.exporters.base import Exporter, expert_calibration
+from linearsr_edge.exporters.base import Exporter, expert_calibration, quiet_library
 from linearsr_edge.exporters.coreml_options import CoreMLInt8Options, CoreMLOptions
 from linearsr_edge.exporters.onnx import export_inputs, guard_small_eps
 from linearsr_edge.islands import GraphNode, activation_products, fp32_islands
@@ -157,18 +155,9 @@ class IslandSelector:
         return op.name not in self._islands[id(block)]
 
 
-@contextlib.contextmanager
 def _quiet():
     """coremltools draws progress bars on stderr and warns about untested torch versions."""
-    ct_log = logging.getLogger("coremltools")
-    level = ct_log.level
-    ct_log.setLevel(max(level, logging.ERROR))
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        ct_log.setLevel(level)
+    return quiet_library("coremltools", logging.ERROR)
 
 
 def convert(module: torch.nn.Module, spec: ComponentSpec, options: CoreMLOptions, plan: ShapePlan):

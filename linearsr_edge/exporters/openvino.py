@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from linearsr_edge.errors import ExportError
-from linearsr_edge.exporters.base import Exporter, expert_calibration
+from linearsr_edge.exporters.base import Exporter, expert_calibration, quiet_library
 from linearsr_edge.exporters.onnx import EXPORT_BATCH, guard_small_eps, torch_export_onnx, verify_finite
 from linearsr_edge.exporters.openvino_options import OVInt8Options
 from linearsr_edge.islands import GraphNode, activation_products, fp32_islands
@@ -218,31 +218,18 @@ class OVInt8Exporter(OVExporter):
         return self._save(quantize(model, calibration, self.options, spec.name, self.ignored), module, spec, folder)
 
 
-@contextlib.contextmanager
-def _quiet_nncf():
-    """NNCF logs every ignored node at INFO through its own handler and draws progress bars on stdout."""
-    nncf_log = logging.getLogger("nncf")
-    level = nncf_log.level
-    nncf_log.setLevel(max(level, logging.WARNING))
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        nncf_log.setLevel(level)
-
-
 def quantize(model, feeds: Sequence[dict[str, np.ndarray]], options: OVInt8Options, name: str, record: dict) -> object:
     """``nncf.quantize`` on this component's own calibration feeds, keeping the policy's nodes FP32
     (or, with ``options.weights_only``, ``nncf.compress_weights`` to INT8, no data needed)."""
     import nncf
 
     if options.weights_only:
-        with _quiet_nncf():
+        with quiet_library("nncf"):
             return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     ignored = island_names(model) + product_names(model) if options.keep_fp32 == "policy" else []
     record[name] = len(ignored)
     preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
-    with _quiet_nncf():
+    with quiet_library("nncf"):
         return nncf.quantize(
             model,
             nncf.Dataset(list(feeds)),
