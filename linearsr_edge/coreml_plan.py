@@ -10,13 +10,36 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from linearsr_edge.errors import ExportError, InputSpecError
-from linearsr_edge.exporters.coreml_options import MULTI_INPUT_ENUMERATION, CoreMLOptions
 from linearsr_edge.specs import ComponentSpec
+
+# deployment targets by name, with Core ML's spec generation: macOS N and iOS M share one
+DEPLOYMENT_TARGETS = {
+    "macOS13": 7,
+    "iOS16": 7,
+    "macOS14": 8,
+    "iOS17": 8,
+    "macOS15": 9,
+    "iOS18": 9,
+    "macOS26": 10,
+    "iOS26": 10,
+}
+# below this generation an ML program may enumerate the shapes of one input only
+MULTI_INPUT_ENUMERATION = 9
+SHAPE_MODES = ("enumerated", "range")
+
+
+class ShapeOptions(Protocol):
+    """What a plan reads of the Core ML target options (`linearsr_edge.exporters.CoreMLOptions`)."""
+
+    deployment_target: str
+    shapes: str  # "enumerated" or "range"
+    sizes: tuple[tuple[int, int], ...]  # output sizes (H, W) to enumerate; empty: the defaults
+
 
 # common camera frame sizes (output pixels, H x W) offered as enumerated shapes when they fit the profile
 CAMERA_SIZES = ((360, 640), (480, 640), (540, 960), (720, 1280), (768, 1024), (1080, 1920), (1440, 2560))
@@ -84,7 +107,7 @@ def output_sizes(spec: ComponentSpec, factor: int, sizes: Sequence[tuple[int, in
     return sorted(set(chosen), key=lambda s: (s[0] * s[1], s))
 
 
-def shape_plan(spec: ComponentSpec, options: CoreMLOptions, factor: int) -> ShapePlan:
+def shape_plan(spec: ComponentSpec, options: ShapeOptions, factor: int) -> ShapePlan:
     """The shapes ``spec`` is converted with (see `CoreMLOptions`)."""
     ranges = {d: (r.min, r.max) for d, r in spec.dims.items()}
     if options.shapes == "range":
@@ -95,7 +118,7 @@ def shape_plan(spec: ComponentSpec, options: CoreMLOptions, factor: int) -> Shap
         fixed = {"batch": 1, "height": oh // factor, "width": ow // factor, "img_height": oh, "img_width": ow}
         sets.append(spec.shapes("opt", **fixed, **({} if length is None else {"cond_len": length})))
     plan = ShapePlan("enumerated", tuple(sets), cond_len=length)
-    if len(plan.varying_inputs()) > 1 and options.generation < MULTI_INPUT_ENUMERATION:
+    if len(plan.varying_inputs()) > 1 and DEPLOYMENT_TARGETS[options.deployment_target] < MULTI_INPUT_ENUMERATION:
         return ShapePlan(
             "range",
             ranges=ranges,

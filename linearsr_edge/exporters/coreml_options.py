@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from linearsr_edge.coreml_plan import DEPLOYMENT_TARGETS, SHAPE_MODES
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.options import flag
 from linearsr_edge.specs import parse_resolution
-
-# deployment targets by name, with Core ML's spec generation: macOS N and iOS M share one
-DEPLOYMENT_TARGETS = {
-    "macOS13": 7,
-    "iOS16": 7,
-    "macOS14": 8,
-    "iOS17": 8,
-    "macOS15": 9,
-    "iOS18": 9,
-    "macOS26": 10,
-    "iOS26": 10,
-}
-# below this generation an ML program may enumerate the shapes of one input only
-MULTI_INPUT_ENUMERATION = 9
-SHAPE_MODES = ("enumerated", "range")
 
 
 def _sizes(text: str) -> tuple[tuple[int, int], ...]:
@@ -79,10 +65,6 @@ class CoreMLOptions:
             raise ConfigError(f"sizes must be (height, width) pairs of positive pixels, got {self.sizes!r}")
         if self.sizes and self.shapes != "enumerated":
             raise ConfigError("--coreml-sizes lists enumerated shapes: it needs --coreml-shapes enumerated")
-
-    @property
-    def generation(self) -> int:
-        return DEPLOYMENT_TARGETS[self.deployment_target]
 
 
 @dataclass(frozen=True)
