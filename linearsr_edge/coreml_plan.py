@@ -123,9 +123,9 @@ def shape_plan(spec: ComponentSpec, options: ShapeOptions, factor: int) -> Shape
             "range",
             ranges=ranges,
             note=(
-                f"{spec.name} has {len(plan.varying_inputs())} inputs of varying shape; Core ML enumerates the "
-                f"shapes of one input only below macOS 15 / iOS 18 ({options.deployment_target} was asked): "
-                "ranges instead, which the Neural Engine does not run"
+                f"{spec.kind} components have {len(plan.varying_inputs())} inputs of varying shape; Core ML "
+                f"enumerates the shapes of one input only below macOS 15 / iOS 18 ({options.deployment_target} was "
+                "asked): ranges instead, which the Neural Engine does not run"
             ),
         )
     return plan

@@ -234,6 +234,7 @@ class CoreMLExporter(Exporter):
         super().__init__(options or CoreMLOptions())
         self.factor = 1
         self.report: dict[str, Any] = {}
+        self._said: set[str] = set()
 
     def prepare(self, specs: Sequence[ComponentSpec]) -> None:
         """Read the codec factor (output pixels per latent pixel) and refuse sizes outside the profile now."""
@@ -262,7 +263,8 @@ class CoreMLExporter(Exporter):
 
     def export(self, module, spec, folder, calibration=None) -> list[Path]:
         plan = shape_plan(spec, self.options, self.factor)
-        if plan.note:
+        if plan.note and plan.note not in self._said:
+            self._said.add(plan.note)  # once per export, not per expert
             log.warning("%s", plan.note)
         model = self._compress(convert(module, spec, self.options, plan), spec, calibration)
         return [self._save(model, spec, folder, plan)]
