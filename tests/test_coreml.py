@@ -488,6 +488,23 @@ def test_frames_are_padded_to_a_listed_size_and_cropped_back(listed_runtime):
         listed.upscale(np.zeros((40, 40, 3), np.uint8), tiling=False)
 
 
+def test_frames_above_every_listed_size_are_tiled_in_listed_squares(listed_runtime):
+    from linearsr_edge.process import SampleOptions
+
+    listed, free = listed_runtime
+    assert listed.tile_size(512)[0] == 32 and listed.tile_size(40)[0] == 32  # 64x64 output: the only square
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 256, (40, 40, 3), np.uint8)  # output 80x80: above 32x48 and 64x64
+    got = listed.upscale(big, SampleOptions(seed=0)).image
+    np.testing.assert_array_equal(got, free.upscale(big, SampleOptions(seed=0), tiling=True, tile=64).image)
+    wide = rng.integers(0, 256, (10, 40, 3), np.uint8)  # 10 rows: shorter than a tile, padded to 32
+    got = listed.upscale(wide, SampleOptions(seed=0)).image
+    padded = np.pad(wide, ((0, 22), (0, 0), (0, 0)), mode="symmetric")
+    want = free.upscale(padded, SampleOptions(seed=0), tiling=True, tile=64).image[:20]
+    assert got.shape == (20, 80, 3)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_gate_inputs_are_cropped_to_a_listed_size(listed_runtime):
     listed, free = listed_runtime
     assert listed.crop_to_profile(np.zeros((30, 30, 3), np.uint8)).shape == (16, 24, 3)

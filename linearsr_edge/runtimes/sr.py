@@ -342,11 +342,23 @@ class SRRuntime:
             self.check_size(h, w)
             return self._padded(image, lambda img: self.process.upscale(img, opts, **kwargs))
         latent_tile, overlap = self.tile_size(tile)
-        return self.process.upscale_tiled(image, opts, latent_tile, overlap, **kwargs)
+        if not self.output_sizes:
+            return self.process.upscale_tiled(image, opts, latent_tile, overlap, **kwargs)
+        # listed sizes: every tile must be a listed square, so a side shorter than a tile is padded to one
+        side = -(-latent_tile * self.process.codec_factor // self.cfg.upscale)
+        target = (max(h, side), max(w, side))
+        result = self.process.upscale_tiled(_pad(image, target), opts, latent_tile, overlap, **kwargs)
+        s = self.cfg.upscale
+        result.image = np.ascontiguousarray(result.image[: h * s, : w * s])
+        return result
 
     def _too_large(self, height: int, width: int) -> bool:
+        """Above the profile, or (listed output sizes) above every listed size: tiled by default."""
         (_, h_hi), (_, w_hi) = self.input_limits()
-        return height > h_hi or width > w_hi
+        if height > h_hi or width > w_hi:
+            return True
+        s = self.cfg.upscale
+        return bool(self.output_sizes) and not any(oh >= height * s and ow >= width * s for oh, ow in self.output_sizes)
 
     def tile_size(self, tile: int | None = None) -> tuple[int, int]:
         """(latent tile, latent overlap) for an output tile of ``tile`` pixels (default: the device
@@ -362,6 +374,12 @@ class SRRuntime:
         latent = max(lo, min(hi, tile // self.process.codec_factor)) // m * m
         if latent < lo:
             raise ConfigError(f"tile {tile} px is below the bundle's smallest latent tile ({lo} latent pixels)")
+        if self.output_sizes:  # tiles must be listed squares: the largest not above the request
+            f = self.process.codec_factor
+            squares = sorted(oh // f for oh, ow in self.output_sizes if oh == ow and oh % f == 0)
+            if not squares:
+                raise ConfigError("this bundle lists no square output size, which tiles need: re-export with one")
+            latent = max([q for q in squares if q <= latent] or squares[:1])
         return latent, max(m, latent // 4 // m * m)
 
     def _upscale_roi(self, image, roi, margin, opts, tiling, tile, **kwargs) -> UpscaleResult:
