@@ -86,6 +86,30 @@ def test_fp16_keeps_the_linear_attention_fp32_and_runs_the_big_matmuls_in_fp16(c
         assert {f.type.multiArrayType.dataType for f in io} == {FeatureTypes_pb2.ArrayFeatureType.FLOAT32}
 
 
+def test_without_the_op_selector_coreml_would_run_the_attention_sums_in_fp16(tmp_path, tiny_cfg):
+    """The control for the test above: blanket FP16 drops the model's ``.float()`` upcasts."""
+    from linearsr_edge.coreml_plan import shape_plan
+    from linearsr_edge.exporters.coreml import ct_inputs, export_program
+    from linearsr_edge.exporters.coreml_options import CoreMLOptions
+    from linearsr_edge.model.denoiser import Denoiser
+    from linearsr_edge.specs import component_specs
+
+    spec = component_specs(tiny_cfg, TINY_PROFILE, FACTOR)[0]
+    plan = shape_plan(spec, CoreMLOptions(shapes="range"), FACTOR)
+    model = ct.convert(
+        export_program(Denoiser(tiny_cfg).eval(), spec),
+        inputs=ct_inputs(spec, plan),
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.macOS15,
+        compute_precision=ct.precision.FLOAT16,
+        skip_model_load=True,
+    )
+    ops = main_ops(model.get_spec())
+    consts = const_names(ops)
+    products = [op for op in ops if op.type == "matmul" and not set(argument_names(op, "x", "y")) & consts]
+    assert products and {dtype(op) for op in products} == {"FLOAT16"}
+
+
 def test_int8_stores_per_channel_int8_weights_at_about_half_the_fp16_bytes(coreml_bundles, tmp_path):
     from linearsr_edge.fileio import disk_bytes
 
