@@ -130,10 +130,10 @@ class _Opener:
 
     def __init__(self, args: argparse.Namespace, given: list[str], bundles: list) -> None:
         from linearsr_edge.options import flags_of, from_flags, refuse_flags
-        from linearsr_edge.runtimes.base import get_backend, pick_backend
+        from linearsr_edge.runtimes.base import choose_backend
 
         self.bundles = bundles
-        self.infos = [pick_backend(b.format) if args.backend == "auto" else get_backend(args.backend) for b in bundles]
+        self.infos = [choose_backend(b.format, args.backend) for b in bundles]
         accepted = sorted({f for info in self.infos for f in flags_of(info.options)})
         refuse_flags(given, accepted, "the backends of these bundles")
         self.options = [from_flags(info.options, vars(args)) for info in self.infos]

@@ -66,10 +66,10 @@ def serve_parser() -> argparse.ArgumentParser:
 
 def _options(args, given):
     from linearsr_edge.bundle import Bundle
-    from linearsr_edge.runtimes import get_backend, pick_backend
+    from linearsr_edge.runtimes import choose_backend
 
     bundle = Bundle.load(args.bundle)
-    info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
+    info = choose_backend(bundle.format, args.backend)
     return info.name, backend_options(info, args, given)
 
 

@@ -16,7 +16,7 @@ from linearsr_edge.errors import BackendUnavailableError, ConfigError, ImageErro
 from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
 from linearsr_edge.options import given_flags
 from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes.base import describe_settings, get_backend, pick_backend
+from linearsr_edge.runtimes.base import choose_backend, describe_settings
 
 PROG = "linearsr-upscale"
 
@@ -123,7 +123,7 @@ def load_upscaler(args: argparse.Namespace, backend_flags: list[str] | None = No
         from linearsr_edge.runtimes import SRRuntime
 
         bundle = Bundle.load(args.bundle)
-        info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
+        info = choose_backend(bundle.format, args.backend)
         options = backend_options(info, args, backend_flags)
         residency = int(args.residency) if args.residency.isdigit() else args.residency
         return SRRuntime.load(bundle, backend=info.name, options=options, residency=residency)

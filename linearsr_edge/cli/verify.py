@@ -18,7 +18,7 @@ from pathlib import Path
 
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
 from linearsr_edge.options import given_flags
-from linearsr_edge.runtimes.base import get_backend, pick_backend
+from linearsr_edge.runtimes.base import choose_backend
 
 PROG = "linearsr-verify"
 EXIT_FAILED = 1
@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
     reports, timings = [], {}
     for path in args.bundles:
         bundle = Bundle.load(path)
-        info = pick_backend(bundle.format) if args.backend == "auto" else get_backend(args.backend)
+        info = choose_backend(bundle.format, args.backend)
         options = backend_options(info, args, backend_flags)
         with SRRuntime.load(bundle, backend=info.name, options=options) as runtime:
             report = runtime.verify()

@@ -133,6 +133,11 @@ backend_names = BACKENDS.names
 get_backend = BACKENDS.get
 
 
+def choose_backend(fmt: str, name: str = "auto") -> BackendInfo:
+    """The backend ``name`` (``"auto"``: the best installed one for the bundle format ``fmt``)."""
+    return pick_backend(fmt) if name == "auto" else get_backend(name)
+
+
 def backends_for(fmt: str) -> list[BackendInfo]:
     """Every registered backend of a bundle format, installed or not."""
     return [b for b in BACKENDS.entries() if fmt in b.formats]

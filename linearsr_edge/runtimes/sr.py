@@ -24,7 +24,7 @@ from linearsr_edge.config import ModelConfig
 from linearsr_edge.errors import ConfigError, InputSpecError
 from linearsr_edge.imaging import frame_rgb
 from linearsr_edge.process import SampleOptions, SRProcess, UpscaleResult
-from linearsr_edge.runtimes.base import BackendOptions, Session, get_backend, pick_backend
+from linearsr_edge.runtimes.base import BackendOptions, Session, choose_backend
 from linearsr_edge.runtimes.residency import Residency, ResidentSessions
 from linearsr_edge.specs import ComponentSpec
 from linearsr_edge.tags import TagVocabulary
@@ -119,7 +119,7 @@ class SRRuntime:
         ``on_verify_fail="warn"`` logs a warning.
         """
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
-        info = pick_backend(bundle.format) if backend == "auto" else get_backend(backend)
+        info = choose_backend(bundle.format, backend)
         if backend == "auto":
             from linearsr_edge.machine import cpu_isa
 

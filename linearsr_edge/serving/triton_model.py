@@ -25,14 +25,14 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 class TritonPythonModel:
     def initialize(self, args):
         from linearsr_edge.bundle import Bundle
-        from linearsr_edge.runtimes import SRRuntime, get_backend, pick_backend
+        from linearsr_edge.runtimes import SRRuntime, choose_backend
 
         bundle_path = Path(SETTINGS["bundle"])
         if not bundle_path.is_absolute():
             bundle_path = Path(__file__).resolve().parent.parent / bundle_path
         bundle = Bundle.load(bundle_path)
         name = SETTINGS.get("backend", "auto")
-        info = pick_backend(bundle.format) if name == "auto" else get_backend(name)
+        info = choose_backend(bundle.format, name)
         options = info.options(**SETTINGS.get("options", {}))
         self.runtime = SRRuntime.load(bundle, backend=info.name, options=options)
         self.runtime.warmup()  # the server turns ready only after this
