@@ -16,6 +16,7 @@ import numpy as np
 
 from linearsr_edge.errors import ExportError, InputSpecError
 from linearsr_edge.specs import ComponentSpec
+from linearsr_edge.tiling import centre_crop_planes, largest_inside
 
 # deployment targets by name, with Core ML's spec generation: macOS N and iOS M share one
 DEPLOYMENT_TARGETS = {
@@ -203,11 +204,8 @@ def calibration_rows(feeds: dict[str, np.ndarray], spec: ComponentSpec, plan: Sh
     if plan.mode != "enumerated":
         return plan_rows(feeds, spec, plan)
     main = spec.inputs[0].name
-    sizes = sorted({s[main][2:] for s in plan.sets}, key=lambda hw: hw[0] * hw[1], reverse=True)
-    height, width = feeds[main].shape[2:]
-    fit = next(((h, w) for h, w in sizes if h <= height and w <= width), None)
+    fit = largest_inside({s[main][2:] for s in plan.sets}, *feeds[main].shape[2:])
     if fit is None:
         return []
-    top, left = (height - fit[0]) // 2, (width - fit[1]) // 2
-    cropped = {k: v[:, :, top : top + fit[0], left : left + fit[1]] if v.ndim == 4 else v for k, v in feeds.items()}
+    cropped = centre_crop_planes(feeds, fit)
     return plan_rows(cropped, spec, plan)

@@ -8,7 +8,7 @@ pixel is a convex mix and seams fade over the overlap instead of showing as an e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,3 +102,20 @@ def seam_ratio(image: np.ndarray, grid: TileGrid, factor: int) -> float:
     if not border or not others:
         return 1.0
     return float(np.mean(border) / np.mean(others))
+
+
+def largest_inside(sizes: Iterable[tuple[int, int]], height: int, width: int) -> tuple[int, int] | None:
+    """The largest (by area) of ``sizes`` (H, W) that fits inside ``height x width``; None when none does."""
+    inside = [(h, w) for h, w in sizes if h <= height and w <= width]
+    return max(inside, key=lambda v: (v[0] * v[1], v)) if inside else None
+
+
+def centre_crop_planes(arrays: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Every ``[B, C, H, W]`` array cropped to ``size`` (H, W) about its centre; other arrays as they are."""
+    out = {}
+    for name, a in arrays.items():
+        if a.ndim == 4:
+            y, x = (a.shape[2] - size[0]) // 2, (a.shape[3] - size[1]) // 2
+            a = np.ascontiguousarray(a[:, :, y : y + size[0], x : x + size[1]])
+        out[name] = a
+    return out

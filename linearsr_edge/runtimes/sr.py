@@ -28,6 +28,7 @@ from linearsr_edge.runtimes.base import BackendOptions, Session, choose_backend
 from linearsr_edge.runtimes.residency import Residency, ResidentSessions
 from linearsr_edge.specs import ComponentSpec
 from linearsr_edge.tags import TagVocabulary
+from linearsr_edge.tiling import centre_crop_planes, largest_inside
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +260,7 @@ class SRRuntime:
         h, w = image.shape[:2]
         if self.output_sizes:
             s = self.cfg.upscale
-            inside = [(oh // s, ow // s) for oh, ow in self.output_sizes if oh // s <= h and ow // s <= w]
-            if inside:
-                max_h, max_w = max(inside, key=lambda v: v[0] * v[1])
+            max_h, max_w = largest_inside([(oh // s, ow // s) for oh, ow in self.output_sizes], h, w) or (max_h, max_w)
         if h <= max_h and w <= max_w:
             return image
         y, x = max(0, (h - max_h) // 2), max(0, (w - max_w) // 2)
@@ -273,15 +272,8 @@ class SRRuntime:
         if not self.output_sizes:
             return feeds
         f = self.process.codec_factor
-        h, w = feeds["latent"].shape[2:]
-        inside = [(oh // f, ow // f) for oh, ow in self.output_sizes if oh // f <= h and ow // f <= w]
-        if not inside:
-            return feeds
-        th, tw = max(inside, key=lambda v: v[0] * v[1])
-        y, x = (h - th) // 2, (w - tw) // 2
-        return {
-            k: np.ascontiguousarray(v[:, :, y : y + th, x : x + tw]) if v.ndim == 4 else v for k, v in feeds.items()
-        }
+        fit = largest_inside([(oh // f, ow // f) for oh, ow in self.output_sizes], *feeds["latent"].shape[2:])
+        return feeds if fit is None else centre_crop_planes(feeds, fit)
 
     def padded_size(self, height: int, width: int) -> tuple[int, int] | None:
         """The input size (H, W) a frame is padded to for a bundle that takes listed output sizes only:
