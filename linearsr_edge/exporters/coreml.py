@@ -102,7 +102,9 @@ def ct_inputs(spec: ComponentSpec, plan: ShapePlan) -> list:
             ct.TensorType(t.name, shape=tuple(dims[d] if isinstance(d, str) else d for d in t.shape), dtype=np.float32)
             for t in spec.inputs
         ]
-    default = min(range(len(plan.sets)), key=lambda i: abs(_area(plan.sets[i], spec) - _area(spec.shapes(), spec)))
+    main = spec.inputs[0].name
+    optimum = spec.shapes("opt")[main][2:]
+    default = next((i for i, s in enumerate(plan.sets) if s[main][2:] == optimum), 0)  # else the smallest
     inputs = []
     for t in spec.inputs:
         shapes = [s[t.name] for s in plan.sets]
@@ -113,11 +115,6 @@ def ct_inputs(spec: ComponentSpec, plan: ShapePlan) -> list:
                 ct.TensorType(t.name, shape=ct.EnumeratedShapes(shapes, default=shapes[default]), dtype=np.float32)
             )
     return inputs
-
-
-def _area(shapes: dict[str, tuple[int, ...]], spec: ComponentSpec) -> int:
-    s = shapes[spec.inputs[0].name]
-    return s[-1] * s[-2]
 
 
 def mil_graph_nodes(operations) -> list[GraphNode]:
