@@ -538,3 +538,19 @@ def test_gate_inputs_are_cropped_to_a_listed_size(listed_runtime):
     fitted = listed.fit_feeds(feeds)
     assert fitted["latent"].shape[2:] == (16, 24) and fitted["cond"] is feeds["cond"]
     np.testing.assert_array_equal(fitted["lr_latent"], feeds["lr_latent"][:, :, 2:18, 3:27])
+
+
+def test_runtime_refusals_name_the_problem(listed_runtime, tiny_bundles):
+    from linearsr_edge.errors import BundleError
+    from linearsr_edge.runtimes.coreml import CoreMLRuntimeOptions, plan_of
+
+    with pytest.raises(ConfigError, match="Core ML schedules its own threads"):
+        CoreMLRuntimeOptions(threads=2)
+    with pytest.raises(ConfigError, match="compute_units must be one of ALL, CPU_AND_NE"):
+        CoreMLRuntimeOptions(compute_units="NE")
+    with pytest.raises(BundleError, match="no Core ML report for expert_0"):
+        plan_of(tiny_bundles("onnx-fp32").bundle, "expert_0")
+    listed, _ = listed_runtime
+    listed.output_sizes = [(32, 48)]  # no square size: tiles cannot be listed
+    with pytest.raises(ConfigError, match="lists no square output size"):
+        listed.tile_size(64)
