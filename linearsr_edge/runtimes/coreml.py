@@ -106,7 +106,10 @@ def compiled_model(package: Path, key: str, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
     try:
-        built = Path(compile_model(str(package), str(tmp / target.name)))
+        try:
+            built = Path(compile_model(str(package), str(tmp / target.name)))
+        except Exception as exc:  # Core ML's compiler raises RuntimeError / Exception with its message
+            raise BundleError(f"Core ML cannot compile {package.name}: {exc}") from None
         try:
             os.replace(built, target)
         except OSError:
