@@ -42,14 +42,23 @@ def cpu_isa(root: Path = Path("/")) -> tuple[str, list[str]]:
     return model, [f for f in ISA_FLAGS if f in flags]
 
 
+# oneDNN's ISA cap (OpenVINO's CPU kernels honour it): ONEDNN_MAX_CPU_ISA=AVX2 runs as an AVX2-only CPU would
+ISA_CAP_VARIABLE = "ONEDNN_MAX_CPU_ISA"
+
+
 def machine_summary(root: Path = Path("/")) -> dict:
-    """``{"cpu", "isa", "cores", "arch", "os"}``: the machine part of a verification fingerprint."""
+    """``{"cpu", "isa", "cores", "arch", "os"}`` (plus ``isa_cap`` when oneDNN's kernels are capped): the
+    machine part of a verification fingerprint."""
     model, flags = cpu_isa(root)
-    return {"cpu": model, "isa": flags, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.system()}
+    summary = {"cpu": model, "isa": flags, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.system()}
+    if os.environ.get(ISA_CAP_VARIABLE):
+        summary["isa_cap"] = os.environ[ISA_CAP_VARIABLE]
+    return summary
 
 
 def machine_line(threads: int | None = None) -> str:
     """``machine: AMD EPYC, 2 cores, 2 threads; ISA: avx2 avx512f ...`` for benchmark output."""
     model, flags = cpu_isa()
     t = f", {threads} threads" if threads else ""
-    return f"machine: {model}, {os.cpu_count()} cores{t}; ISA: {' '.join(flags) or 'unknown'}"
+    cap = f" (oneDNN capped at {os.environ[ISA_CAP_VARIABLE]})" if os.environ.get(ISA_CAP_VARIABLE) else ""
+    return f"machine: {model}, {os.cpu_count()} cores{t}; ISA: {' '.join(flags) or 'unknown'}{cap}"

@@ -114,6 +114,73 @@ def test_nncf_default_recipe_quantizes_an_island(tiny_bundles):
     assert readers & islands
 
 
+def test_int8_weights_cannot_saturate_without_vnni(tiny_bundles):
+    """The default recipe (NNCF's overflow fix on every MatMul/Conv) leaves no INT8 weight a U8 x S8 pair sum
+    could overflow int16 with, read back from the saved IR; the manifest records it."""
+    from linearsr_edge.exporters.openvino import PAIR_SAFE_WEIGHT, int8_weights
+
+    bundle = tiny_bundles("ov-int8").bundle
+    for k in range(4):
+        weights = int8_weights(ov.Core().read_model(str(bundle.file(f"expert_{k}"))))
+        assert len(weights) > 20  # every block's projections and convolutions
+        assert max(w for _, _, w in weights) <= PAIR_SAFE_WEIGHT, weights
+    record = bundle.manifest["int8_weights"]
+    assert record["exact_without_vnni"] and record["largest_abs_weight"] <= PAIR_SAFE_WEIGHT
+    assert bundle.manifest["target_options"]["overflow_fix"] is True
+
+
+def test_full_range_weights_would_saturate(tiny_bundles):
+    """The control: NNCF's default (the first layer fixed only) quantizes to the full 8-bit range, which the
+    check above would refuse."""
+    from linearsr_edge.exporters.openvino import PAIR_SAFE_WEIGHT, int8_weights, quantize
+    from linearsr_edge.exporters.openvino_options import OVInt8Options
+    from linearsr_edge.model.folder import load_model_folder
+
+    spec = tiny_bundles("ov-int8").bundle.spec("expert_0")
+    folder = load_model_folder(tiny_bundles.root / "model")
+    feeds = [spec.dummy_inputs("opt", batch=1, seed=i) for i in range(4)]
+    largest = {}
+    for fix in (False, True):
+        model = quantize(convert(folder.experts[0], spec), feeds, OVInt8Options(overflow_fix=fix), "e", {})
+        largest[fix] = max(w for _, _, w in int8_weights(model))
+    assert largest[False] > PAIR_SAFE_WEIGHT >= largest[True], largest
+
+
+_GOLDEN_VELOCITIES = """
+import sys, numpy as np
+from linearsr_edge.golden import GoldenSet
+from linearsr_edge.runtimes import OVOptions, SRRuntime
+rt = SRRuntime.load(sys.argv[1], options=OVOptions(precision_hint="f32", threads=1))
+golden = GoldenSet.load(rt.bundle.path / "golden.npz")
+out = {f"e{k}_{i}": rt.run_component(f"expert_{k}", c.feeds)["velocity"]
+       for k, cases in golden.experts.items() for i, c in enumerate(cases)}
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_int8_runs_the_same_with_the_cpu_capped_at_avx2(tiny_bundles, tmp_path):
+    """The golden inputs through every expert, once on this CPU's own kernels and once with oneDNN capped at
+    AVX2 (no VNNI: U8 x S8 products summed in int16 pairs, as on an AVX2-only CPU). With 7-bit weights nothing
+    saturates, so both agree to float rounding; the unfixed recipe lost ~7 dB on the demo there
+    (benchmarks/ov_int8_portable.py). On an AVX2-only CPU both runs are AVX2 and agree as well."""
+    import os
+    import subprocess
+    import sys
+
+    from linearsr_edge.parity import sqnr
+
+    bundle = tiny_bundles("ov-int8").bundle
+    runs = {}
+    for name, env in (("native", {}), ("avx2", {"ONEDNN_MAX_CPU_ISA": "AVX2"})):
+        out = tmp_path / f"{name}.npz"
+        cmd = [sys.executable, "-c", _GOLDEN_VELOCITIES, str(bundle.path), str(out)]
+        subprocess.run(cmd, env={**os.environ, **env}, check=True, timeout=300)
+        runs[name] = dict(np.load(out))
+    assert runs["native"].keys() == runs["avx2"].keys() and len(runs["native"]) >= 4
+    for key, native in runs["native"].items():
+        assert sqnr(native, runs["avx2"][key]) > 50.0, key
+
+
 def test_onnx_fallback_conversion_matches_the_reference(tiny_bundles):
     from linearsr_edge.model.folder import load_model_folder
     from linearsr_edge.reference import call_module
@@ -167,6 +234,46 @@ def test_precision_hint_in_force_is_reported(tiny_bundles):
     with SRRuntime.load(bundle.path, options=OVOptions(precision_hint="bf16")) as rt:
         rt.run_component("expert_0", bundle.spec("expert_0").dummy_inputs("min", batch=1))
         assert rt.backend_settings()["precision_hint"] == "bf16"
+
+
+def test_a_hint_the_cpu_cannot_run_is_said_in_one_line():
+    from linearsr_edge.runtimes.openvino import hint_mismatch
+
+    why = hint_mismatch("bf16", "f32", "CPU", ["WINOGRAD", "FP32", "INT8", "BIN"])  # an AVX2-only EPYC
+    assert why is not None and "runs f32, not the bf16 asked for" in why and "FP32 INT8" in why
+    assert "\n" not in why and "--precision-hint bf16" in why
+    assert hint_mismatch("bf16", "bfloat16", "CPU", ["BF16", "FP32"]) is None  # OpenVINO's own spelling
+
+
+def test_the_hint_in_force_is_compared_with_the_one_asked(tiny_bundles, caplog):
+    """f16 on a CPU: OpenVINO runs what the CPU has (bf16 on AVX512-BF16, f32 on AVX2) unless it has FP16
+    arithmetic. Whatever this CPU does, the runtime reports the precision in force, and warns exactly when
+    it is not the one asked for."""
+    import logging
+
+    bundle = tiny_bundles("ov-fp32").bundle
+    logger = logging.getLogger("linearsr_edge")
+    logger.addHandler(caplog.handler)
+    try:
+        with SRRuntime.load(bundle.path, options=OVOptions(precision_hint="f16")) as rt:
+            rt.run_component("expert_0", bundle.spec("expert_0").dummy_inputs("min", batch=1))
+            settings = rt.backend_settings()
+    finally:
+        logger.removeHandler(caplog.handler)
+    model = ov.Core().read_model(str(bundle.file("expert_0")))
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f16"})
+    from linearsr_edge.runtimes.openvino import HINT_TYPES
+
+    truth = HINT_TYPES[compiled.get_property("INFERENCE_PRECISION_HINT").to_string()]
+    assert settings["precision_hint"] == truth
+    if truth != "f16":
+        assert settings["precision_hint_asked"] == "f16"
+        assert any("not the f16 asked for" in r.getMessage() for r in caplog.records)
+        from linearsr_edge.runtimes.base import describe_settings
+
+        assert f"hint {truth} (f16 asked: not on this device)" in describe_settings(settings)
+    else:
+        assert "precision_hint_asked" not in settings
 
 
 @pytest.fixture

@@ -194,15 +194,47 @@ class OVFP16Exporter(OVExporter):
     compress_to_fp16 = True
 
 
+# x86 without VNNI multiplies U8 activations by S8 weights and adds the products in pairs into int16
+# (vpmaddubsw): 2 x 255 x 64 = 32,640 fits, 2 x 255 x 127 = 64,770 saturates.
+PAIR_SAFE_WEIGHT = 64
+
+
+def int8_weights(model) -> list[tuple[str, tuple[int, ...], int]]:
+    """``(name, shape, largest |w|)`` of every INT8 weight constant that a pair-summing kernel reads: all but
+    depthwise kernels (group-convolution weights ``[G, 1, 1, kh, kw]``), which sum no channel pairs."""
+    import openvino as ov
+
+    out = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Constant" or op.get_output_element_type(0) != ov.Type.i8:
+            continue
+        shape = tuple(op.get_output_shape(0))
+        if len(shape) == 5 and shape[1] == shape[2] == 1:
+            continue
+        out.append((op.get_friendly_name(), shape, int(np.abs(op.get_data().astype(np.int16)).max(initial=0))))
+    return out
+
+
 class OVInt8Exporter(OVExporter):
     """Experts: NNCF INT8 calibrated on their own band. Encoder/decoder: FP32 (no band data)."""
 
     def __init__(self, options: OVInt8Options | None = None) -> None:
         super().__init__(options or OVInt8Options())
         self.ignored: dict[str, int] = {}
+        self.largest_weight: dict[str, int] = {}
 
     def manifest_entries(self) -> dict:
-        return {"int8_ignored_nodes": self.ignored} if self.ignored else {}
+        entries = {"int8_ignored_nodes": self.ignored} if self.ignored else {}
+        if self.largest_weight:  # read back from the saved IR: what the recipe gave, not what it asked for
+            largest = max(self.largest_weight.values())
+            entries["int8_weights"] = {
+                "overflow_fix": "all MatMul/Conv" if self.options.overflow_fix else "first layer (NNCF default)",
+                "largest_abs_weight": largest,
+                "per_component": self.largest_weight,
+                # no U8 x S8 pair sum can saturate int16: the same result with or without VNNI
+                "exact_without_vnni": largest <= PAIR_SAFE_WEIGHT,
+            }
+        return entries
 
     def export(
         self,
@@ -215,13 +247,20 @@ class OVInt8Exporter(OVExporter):
         if calibration is None:
             return super().export(module, spec, folder)
         model = convert(module, spec)
-        return self._save(quantize(model, calibration, self.options, spec.name, self.ignored), module, spec, folder)
+        files = self._save(quantize(model, calibration, self.options, spec.name, self.ignored), module, spec, folder)
+        import openvino as ov
+
+        weights = int8_weights(ov.Core().read_model(str(files[0])))
+        if weights:
+            self.largest_weight[spec.name] = max(w for _, _, w in weights)
+        return files
 
 
 def quantize(model, feeds: Sequence[dict[str, np.ndarray]], options: OVInt8Options, name: str, record: dict) -> object:
     """``nncf.quantize`` on this component's own calibration feeds, keeping the policy's nodes FP32
     (or, with ``options.weights_only``, ``nncf.compress_weights`` to INT8, no data needed)."""
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     if options.weights_only:
         with quiet_library("nncf"):
@@ -229,6 +268,8 @@ def quantize(model, feeds: Sequence[dict[str, np.ndarray]], options: OVInt8Optio
     ignored = island_names(model) + product_names(model) if options.keep_fp32 == "policy" else []
     record[name] = len(ignored)
     preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+    overflow = nncf.OverflowFix.ENABLE if options.overflow_fix else nncf.OverflowFix.FIRST_LAYER
+    advanced = AdvancedQuantizationParameters(overflow_fix=overflow)
     with quiet_library("nncf"):
         return nncf.quantize(
             model,
@@ -238,4 +279,5 @@ def quantize(model, feeds: Sequence[dict[str, np.ndarray]], options: OVInt8Optio
             subset_size=len(feeds),
             fast_bias_correction=options.fast_bias_correction,
             ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+            advanced_parameters=advanced,
         )

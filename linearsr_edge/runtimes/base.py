@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, InputSpecError
-from linearsr_edge.options import flag
+from linearsr_edge.options import flag, positive_int
 from linearsr_edge.registry import Registry, unavailable_reason, wrong_platform
 from linearsr_edge.specs import ComponentSpec
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 class BackendOptions:
     """What every backend takes; each backend subclasses this with its own fields."""
 
-    threads: int | None = flag(None, "--threads", "intra-op threads (default: the backend's)", type=int)
+    threads: int | None = flag(None, "--threads", "intra-op threads (default: the backend's)", type=positive_int)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
@@ -87,7 +87,8 @@ def describe_settings(settings: dict) -> str:
     if settings.get("providers"):
         parts.append("+".join(p.removesuffix("ExecutionProvider") for p in settings["providers"]))
     if settings.get("precision_hint"):
-        parts.append(f"hint {settings['precision_hint']}")
+        asked = settings.get("precision_hint_asked")
+        parts.append(f"hint {settings['precision_hint']}" + (f" ({asked} asked: not on this device)" if asked else ""))
     parts.append(f"{settings['threads']} threads" if settings.get("threads") else "default threads")
     return " ".join(parts[:1]) + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 

@@ -128,6 +128,23 @@ def compile_config(options: OVOptions) -> dict[str, Any]:
     return config
 
 
+HINT_TYPES = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16", "f16": "f16", "float16": "f16"}
+_warned_hints: set[tuple[str, str, str]] = set()  # (device, asked, in force): said once per process
+
+
+def hint_mismatch(asked: str, in_force: str, device: str, capabilities: list[str]) -> str | None:
+    """Why OpenVINO runs another precision than the hint asked (None when it runs the one asked), in one line:
+    a CPU without BF16 (or FP16) arithmetic falls back silently, which a user asking for speed must hear."""
+    in_force = HINT_TYPES.get(in_force.lower(), in_force)
+    if in_force == asked:
+        return None
+    has = " ".join(capabilities) or "none reported"
+    return (
+        f"OpenVINO runs {in_force}, not the {asked} asked for: {device} lacks {asked} arithmetic "
+        f"(its capabilities: {has}); drop --precision-hint {asked}, or run on a device that has it"
+    )
+
+
 class OVSession(Session):
     backend = "openvino"
 
@@ -159,10 +176,20 @@ class OVSession(Session):
             compiled = core().compile_model(model, self.options.device, self._config)
         except RuntimeError as exc:
             raise BundleError(f"OpenVINO cannot compile {self.spec.name} for {self.options.device}: {exc}") from None
+        in_force = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._in_force = {
-            "precision_hint": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+            "precision_hint": HINT_TYPES.get(in_force.lower(), in_force),
             "execution_devices": list(compiled.get_property("EXECUTION_DEVICES")),
         }
+        if self.options.precision_hint is not None and device_base(self.options.device) == "CPU":
+            key = (self.options.device, self.options.precision_hint, self._in_force["precision_hint"])
+            capabilities = list(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+            why = hint_mismatch(self.options.precision_hint, in_force, self.options.device, capabilities)
+            if why is not None:
+                self._in_force["precision_hint_asked"] = self.options.precision_hint
+                if key not in _warned_hints:
+                    _warned_hints.add(key)
+                    log.warning("%s", why)
         return compiled.create_infer_request()
 
     def _request(self, feeds: dict[str, np.ndarray]):
@@ -203,6 +230,11 @@ class OVSession(Session):
             "threads": self.options.threads,
             "static_shapes": self.options.static_shapes,
             **({"execution_devices": self._in_force["execution_devices"]} if self._in_force else {}),
+            **(
+                {"precision_hint_asked": self._in_force["precision_hint_asked"]}
+                if "precision_hint_asked" in self._in_force
+                else {}
+            ),
         }
 
     def close(self) -> None:
