@@ -53,6 +53,8 @@ class UpscaleResult:
     seconds: float  # the whole call (for a batch: the whole batch)
     timings: dict[str, float] = field(default_factory=dict)
     batch_size: int = 1  # images that shared this call
+    tiles: int = 0  # latent tiles the frame was cut into (0: untiled)
+    tile_px: int = 0  # their side in output pixels
 
 
 @dataclass
@@ -168,13 +170,15 @@ class SRProcess:
         overlap: int = 16,
         cond: np.ndarray | None = None,
         on_step: Callable[[int], None] | None = None,
+        batch: int | None = None,
     ) -> UpscaleResult:
         """``upscale`` in overlapping latent tiles of ``tile`` (latent pixels, ``overlap`` shared).
 
         The codec encodes and decodes tile by tile, blended with feathered weights; the sampler runs
         on the whole latent, one noise field for the whole image, and at every step each tile's
         velocity is blended into one velocity field before the step, so neighbouring tiles agree on
-        the state they continue from. Tiles of one call share batches up to ``max_batch``.
+        the state they continue from. Tiles share expert calls, ``batch`` at a time (default ``max_batch``;
+        each call's activations grow with it).
         """
         from linearsr_edge.tiling import TileGrid, blend
 
@@ -192,7 +196,7 @@ class SRProcess:
         grid = TileGrid(lh, lw, tile, overlap, self.cfg.patch_size)
         boxes = grid.boxes()
         pixel_boxes = [tuple(v * f for v in b) for b in boxes]
-        step = max(1, self.max_batch)
+        step = max(1, min(self.max_batch, batch or self.max_batch))
 
         def batched(fn, parts: list[np.ndarray]) -> list[np.ndarray]:
             out = []
@@ -201,9 +205,12 @@ class SRProcess:
             return out
 
         enc = batched(self.encode, [up[:, y0:y1, x0:x1] for y0, y1, x0, x1 in pixel_boxes])
+        del up  # the host arrays grow with the output: free each as soon as it is used (memory.host_bytes)
         lr_latent = blend(enc, boxes, [grid.weights(b) for b in boxes], (enc[0].shape[0], lh, lw))[None]
+        del enc
         noise = np.random.default_rng(opts.seed).standard_normal(lr_latent.shape, np.float32)
         x = self._start(lr_latent, noise, float(plan.sigma[0]))
+        del noise
         weights = [grid.weights(b) for b in boxes]
 
         def velocity(k: int, xt: np.ndarray, sigma: float) -> np.ndarray:
@@ -231,7 +238,8 @@ class SRProcess:
         out = from_model(pixels[:, : out_hw[0], : out_hw[1]])
         t3 = time.perf_counter()
         timings = {"prepare": t1 - t0, "sample": t2 - t1, "decode": t3 - t2, "tiles": float(len(boxes))}
-        return UpscaleResult(out, plan, plan.steps_per_expert(self.cfg.num_experts), t3 - t0, timings)
+        per = plan.steps_per_expert(self.cfg.num_experts)
+        return UpscaleResult(out, plan, per, t3 - t0, timings, tiles=len(boxes), tile_px=tile * f)
 
     def _batches(self, images: list[np.ndarray]) -> list[list[int]]:
         """Indices grouped by image size, in first-seen order, each group cut to ``max_batch``."""

@@ -78,6 +78,50 @@ def test_frames_larger_than_the_profile_are_tiled_or_refused(runtime):
         runtime.upscale(big, tile=0)
 
 
+def test_a_tile_size_the_bundle_cannot_run_is_refused(runtime):
+    lo = runtime.spec("expert_0").dims["height"].min * runtime.process.codec_factor
+    with pytest.raises(ConfigError, match=f"below the smallest tile this bundle runs: give a tile of {lo} to"):
+        runtime.tile_size(lo - 1)
+    assert runtime.tile_size(lo)[0] * runtime.process.codec_factor == lo
+    assert runtime.tile_size(10_000) == runtime.tile_size(runtime.spec("expert_0").dims["height"].max * 2)
+
+
+def test_the_plan_fits_the_budget_with_fewer_tiles_per_call_then_smaller_tiles():
+    from linearsr_edge.memory import plan_tiles, run_bytes
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config()
+    args = dict(cfg=cfg, codec_factor=2, out_pixels=640 * 480 * 4, min_tile=8, multiple=1, arenas=4, fixed_bytes=0)
+    roomy = plan_tiles(tile=64, max_batch=4, budget=1 << 40, **args)
+    assert (roomy.tile, roomy.batch, roomy.fits) == (64, 4, True)
+    one_tile = run_bytes(cfg, 2, 640 * 480 * 4, 64 * 64, 4, 0, cover=(64 / 48) ** 2)
+    tight = plan_tiles(tile=64, max_batch=4, budget=one_tile, **args)
+    assert (tight.tile, tight.batch, tight.fits) == (64, 1, True) and tight.estimate_bytes <= one_tile
+    tighter = plan_tiles(tile=64, max_batch=4, budget=one_tile - 1, **args)
+    assert tighter.tile < 64 and tighter.batch >= 1 and tighter.fits
+    hopeless = plan_tiles(tile=64, max_batch=4, budget=1, **args)
+    assert (hopeless.tile, hopeless.batch, hopeless.fits) == (8, 1, False)
+
+
+def test_a_frame_over_the_memory_budget_is_tiled_within_it(tiny_bundles, caplog):
+    """The same in-profile frame: whole under a roomy budget; tiled, fewer tiles per call, when one piece would
+    exceed a small budget; and the result stays the untiled one's within the tiling tests' bound."""
+    image = _frame(48, 64, seed=4)
+    path = tiny_bundles("onnx-fp32").bundle.path
+    with SRRuntime.load(path, backend="onnxruntime", memory_budget=1 << 40) as roomy:
+        whole = roomy.upscale(image)
+        assert whole.tiles == 0
+    with SRRuntime.load(path, backend="onnxruntime") as rt:
+        rt.memory_budget = rt._untiled_bytes(48, 64) - 1  # one piece no longer fits
+        plan = rt.tile_plan(48, 64)
+        assert plan.fits and plan.estimate_bytes <= rt.memory_budget
+        tiled = rt.upscale(image)
+        assert tiled.tiles > 1 and tiled.tile_px == plan.tile * rt.process.codec_factor
+        assert psnr(whole.image, tiled.image, peak=255.0) >= 40.0
+        with pytest.raises(ConfigError, match="memory_budget must be a positive number of bytes"):
+            rt.memory_budget = 0
+
+
 # -- frames ---------------------------------------------------------------------------------------
 def test_frame_conversions():
     rgb = _frame(10, 12)

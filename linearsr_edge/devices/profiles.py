@@ -29,6 +29,9 @@ class DeviceProfile:
     max_resolution: tuple[int, int]  # (width, height)
     tile_size: int
     reason: str = ""
+    # tiles per expert call when a large frame is tiled: 1 on CPUs (batching tiles measured slower there and
+    # multiplies the activations held), more on GPUs, which run a batch in about the time of one tile
+    tile_batch: int = 1
     priority: int = 0  # higher: tried first
     source: str = field(default="", compare=False)
 
@@ -46,6 +49,8 @@ class DeviceProfile:
             raise ConfigError(f"profile {where}: max_resolution must be [width, height], each >= 8")
         if not isinstance(self.tile_size, int) or self.tile_size < 16:
             raise ConfigError(f"profile {where}: tile_size must be an integer >= 16")
+        if isinstance(self.tile_batch, bool) or not isinstance(self.tile_batch, int) or self.tile_batch < 1:
+            raise ConfigError(f"profile {where}: tile_batch must be a positive integer")
 
     def matches(self, device: DeviceInfo) -> bool:
         m = self.match

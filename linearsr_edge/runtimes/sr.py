@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import numpy as np
 from linearsr_edge.bundle import Bundle
 from linearsr_edge.config import ModelConfig
 from linearsr_edge.errors import ConfigError, InputSpecError
-from linearsr_edge.imaging import frame_rgb
+from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, check_output_size, frame_rgb
 from linearsr_edge.process import SampleOptions, SRProcess, UpscaleResult
 from linearsr_edge.runtimes.base import BackendOptions, Session, choose_backend
 from linearsr_edge.runtimes.residency import Residency, ResidentSessions
@@ -46,12 +46,17 @@ class ComponentCall:
 
 
 @functools.lru_cache(maxsize=1)
-def _profile_tile() -> int:
-    """This device profile's tile size in output pixels (512 when no profile matches)."""
+def _device_profile():
+    """This device's profile (None when no profile matches): tile size, tiles per call, memory budget."""
     from linearsr_edge.devices import detect
     from linearsr_edge.devices.profiles import builtin_profiles, match_profile
 
-    profile = match_profile(detect(), builtin_profiles())
+    return match_profile(detect(), builtin_profiles())
+
+
+def _profile_tile() -> int:
+    """This device profile's tile size in output pixels (512 when no profile matches)."""
+    profile = _device_profile()
     return profile.tile_size if profile is not None else 512
 
 
@@ -97,7 +102,9 @@ class SRRuntime:
         self._trace: list[ComponentCall] | None = None
         self._specs = dict(specs)
         kinds = {name: spec.kind for name, spec in self._specs.items()}
-        self._residents = ResidentSessions(opener, kinds, sizes or {}, residency)
+        self._sizes = dict(sizes or {})
+        self._memory_budget: int | None = None
+        self._residents = ResidentSessions(opener, kinds, self._sizes, residency)
         max_batch = self._specs["expert_0"].dims["batch"].max
         self.process = SRProcess(cfg, codec_factor, self._encode, self._decode, self._expert, tags, max_batch=max_batch)
 
@@ -110,6 +117,7 @@ class SRRuntime:
         residency: Residency = "auto",
         verify: str = "never",
         on_verify_fail: str = "raise",
+        memory_budget: int | None = None,
     ) -> SRRuntime:
         """Verify the bundle (hashes, schema) and open its sessions on ``backend`` per ``residency``.
 
@@ -117,7 +125,8 @@ class SRRuntime:
         `BackendUnavailableError` (naming the pip extra) when none is installed. ``verify="first"``
         runs the bundle's golden set once per new fingerprint (backend, settings, CPU) and caches a
         pass; ``"always"`` runs it on every load. A failure raises `QualityGateError`, or with
-        ``on_verify_fail="warn"`` logs a warning.
+        ``on_verify_fail="warn"`` logs a warning. ``memory_budget``: bytes an upscale may take, which sizes
+        the tiles of large frames (default: this device profile's budget).
         """
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
         info = choose_backend(bundle.format, backend)
@@ -154,6 +163,7 @@ class SRRuntime:
             options=options,
             output_sizes=bundle.manifest.get("output_sizes"),
         )
+        runtime.memory_budget = memory_budget
         if verify != "never":
             from linearsr_edge.verify import verify_on_load
 
@@ -253,6 +263,17 @@ class SRRuntime:
                 "re-export with --max-resolution / --min-resolution or tile the image"
             )
 
+    def check_frame(self, height: int, width: int, max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> None:
+        """Refuse, before any work, a frame that no `upscale` call runs: an output above ``max_pixels``, or a side
+        below the profile's smallest input (a frame above the profile is tiled, so it passes)."""
+        check_output_size(height, width, self.cfg.upscale, max_pixels)
+        (h_lo, _), (w_lo, _) = self.input_limits()
+        if height < h_lo or width < w_lo:
+            raise InputSpecError(
+                f"a {width}x{height} frame is smaller than this bundle's smallest input ({w_lo}x{h_lo}); "
+                "re-export with a smaller --min-resolution"
+            )
+
     def crop_to_profile(self, image: np.ndarray) -> np.ndarray:
         """Centre-crop an image so that its output fits the largest profile size (for a bundle that takes
         listed output sizes only, the largest listed size that fits inside the image)."""
@@ -333,24 +354,120 @@ class SRRuntime:
         if not tiling:
             self.check_size(h, w)
             return self._padded(image, lambda img: self.process.upscale(img, opts, **kwargs))
-        latent_tile, overlap = self.tile_size(tile)
+        plan = self.tile_plan(h, w, tile)
         if not self.output_sizes:
-            return self.process.upscale_tiled(image, opts, latent_tile, overlap, **kwargs)
+            return self.process.upscale_tiled(image, opts, plan.tile, plan.overlap, batch=plan.batch, **kwargs)
         # listed sizes: every tile must be a listed square, so a side shorter than a tile is padded to one
-        side = -(-latent_tile * self.process.codec_factor // self.cfg.upscale)
+        side = -(-plan.tile * self.process.codec_factor // self.cfg.upscale)
         target = (max(h, side), max(w, side))
-        result = self.process.upscale_tiled(_pad(image, target), opts, latent_tile, overlap, **kwargs)
+        result = self.process.upscale_tiled(
+            _pad(image, target), opts, plan.tile, plan.overlap, batch=plan.batch, **kwargs
+        )
         s = self.cfg.upscale
         result.image = np.ascontiguousarray(result.image[: h * s, : w * s])
         return result
 
     def _too_large(self, height: int, width: int) -> bool:
-        """Above the profile, or (listed output sizes) above every listed size: tiled by default."""
+        """Above the profile, or (listed output sizes) above every listed size, or in one piece above the memory
+        budget: tiled by default."""
         (_, h_hi), (_, w_hi) = self.input_limits()
         if height > h_hi or width > w_hi:
             return True
         s = self.cfg.upscale
-        return bool(self.output_sizes) and not any(oh >= height * s and ow >= width * s for oh, ow in self.output_sizes)
+        if self.output_sizes and not any(oh >= height * s and ow >= width * s for oh, ow in self.output_sizes):
+            return True
+        return self._over_budget(self._untiled_bytes(height, width)) and self._can_tile(height, width)
+
+    def _over_budget(self, need: int) -> bool:
+        """``need`` bytes above `memory_budget`; the device is detected only when ``need`` exceeds the smallest
+        budget any profile gives (a small frame costs no detection)."""
+        if self._memory_budget is None:
+            from linearsr_edge.devices.profiles import builtin_profiles
+
+            if need <= min(p.memory_budget_bytes for p in builtin_profiles()):
+                return False
+        return need > self.memory_budget
+
+    # -- memory ------------------------------------------------------------------------------
+    @property
+    def memory_budget(self) -> int:
+        """Bytes an upscale may take: set by ``SRRuntime.load(memory_budget=...)``, else this device profile's
+        budget (4 GiB on x86), else half the machine's memory."""
+        if self._memory_budget is not None:
+            return self._memory_budget
+        profile = _device_profile()
+        if profile is not None:
+            return profile.memory_budget_bytes
+        from linearsr_edge.specs import machine_memory_bytes
+
+        return machine_memory_bytes() // 2 or 4 << 30
+
+    @memory_budget.setter
+    def memory_budget(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"memory_budget must be a positive number of bytes or None, got {value!r}")
+        self._memory_budget = value
+
+    def _resident_arenas(self) -> int:
+        """Expert sessions that may each hold an activation arena at once, under the residency policy."""
+        experts = sum(1 for spec in self._specs.values() if spec.kind == "expert")
+        return 1 if self._residents.policy == "one" else experts
+
+    def _fixed_bytes(self) -> int:
+        from linearsr_edge.memory import RUNTIME_BASE_BYTES
+
+        return RUNTIME_BASE_BYTES + sum(self._sizes.values())
+
+    def _untiled_bytes(self, height: int, width: int) -> int:
+        from linearsr_edge.memory import run_bytes
+
+        s, f, p = self.cfg.upscale, self.process.codec_factor, self.cfg.patch_size
+        tokens = -(-height * s // (f * p)) * -(-width * s // (f * p))
+        return run_bytes(self.cfg, f, height * width * s * s, tokens, self._resident_arenas(), self._fixed_bytes())
+
+    def _can_tile(self, height: int, width: int) -> bool:
+        """A frame tiles when its latent holds at least one of the bundle's smallest tiles."""
+        dims = self.spec("expert_0").dims
+        lo = max(dims["height"].min, dims["width"].min)
+        s, f = self.cfg.upscale, self.process.codec_factor
+        return min(height, width) * s // f >= lo
+
+    def tile_plan(self, height: int, width: int, tile: int | None = None):
+        """The `TilePlan` for a ``height`` x ``width`` frame: the tile (``tile`` output pixels, else this
+        device profile's), its overlap, and the most tiles per expert call (up to the device profile's
+        ``tile_batch`` and the bundle's batch) whose estimated peak fits `memory_budget`; a profile tile that
+        does not fit even alone is halved. Logs a warning when nothing fits."""
+        from linearsr_edge.memory import plan_tiles
+
+        latent, _ = self.tile_size(tile)
+        dims = self.spec("expert_0").dims
+        profile = _device_profile()
+        max_batch = min(dims["batch"].max, profile.tile_batch if profile is not None else 1)
+        s = self.cfg.upscale
+        shrink = tile is None and not self.output_sizes  # listed sizes: tiles are listed squares
+        plan = plan_tiles(
+            self.cfg,
+            self.process.codec_factor,
+            height * width * s * s,
+            latent,
+            max(dims["height"].min, dims["width"].min) if shrink else latent,
+            dims["height"].multiple,
+            max_batch,
+            self._resident_arenas(),
+            self._fixed_bytes(),
+            self.memory_budget,
+        )
+        if not plan.fits:
+            log.warning(
+                "a %dx%d frame needs about %.1f GiB here even in single %d px tiles, above the memory budget of "
+                "%.1f GiB: it may not fit; give a smaller frame or an ROI, or residency='one'",
+                width,
+                height,
+                plan.estimate_bytes / 2**30,
+                plan.tile * self.process.codec_factor,
+                self.memory_budget / 2**30,
+            )
+        return plan
 
     def tile_size(self, tile: int | None = None) -> tuple[int, int]:
         """(latent tile, latent overlap) for an output tile of ``tile`` pixels (default: the device
@@ -359,15 +476,18 @@ class SRRuntime:
         lo = max(dims["height"].min, dims["width"].min)
         hi = min(dims["height"].max, dims["width"].max)
         m = dims["height"].multiple
+        f = self.process.codec_factor
         if tile is None:
-            tile = _profile_tile()
-        if tile < 1:
-            raise ConfigError(f"tile must be a positive output size in pixels, got {tile}")
-        latent = max(lo, min(hi, tile // self.process.codec_factor)) // m * m
-        if latent < lo:
-            raise ConfigError(f"tile {tile} px is below the bundle's smallest latent tile ({lo} latent pixels)")
+            tile = max(_profile_tile(), lo * f)
+        if isinstance(tile, bool) or not isinstance(tile, int):
+            raise ConfigError(f"tile must be an integer number of output pixels, got {tile!r}")
+        if tile // f < lo:
+            raise ConfigError(
+                f"tile {tile} px is below the smallest tile this bundle runs: give a tile of {lo * f} to "
+                f"{hi * f} output pixels (its profile's smallest and largest latent sides times {f})"
+            )
+        latent = min(hi, tile // f) // m * m
         if self.output_sizes:  # tiles must be listed squares: the largest not above the request
-            f = self.process.codec_factor
             squares = sorted(oh // f for oh, ow in self.output_sizes if oh == ow and oh % f == 0)
             if not squares:
                 raise ConfigError("this bundle lists no square output size, which tiles need: re-export with one")
@@ -424,20 +544,47 @@ class SRRuntime:
         )
 
     def upscale_batch(
-        self, images: Sequence[np.ndarray], opts: SampleOptions | None = None, *, color: str = "rgb", **kwargs
+        self,
+        images: Sequence[np.ndarray],
+        opts: SampleOptions | None = None,
+        *,
+        color: str = "rgb",
+        seeds: Sequence[int] | None = None,
+        **kwargs,
     ) -> list[UpscaleResult]:
-        """Several frames in one expert-major pass (see `SRProcess.upscale_batch`); results in input order.
-        Every frame must fit the exported profile (no tiling here)."""
+        """Several frames in one expert-major pass (see `SRProcess.upscale_batch`); results in input order, frame
+        i seeded with ``seeds[i]`` (default ``opts.seed``). Frames that `upscale` would tile (above the profile
+        or the memory budget) are tiled one by one, each equal to its own `upscale`."""
+        opts = opts or SampleOptions()
         images = [frame_rgb(img, color, f"image {i}") for i, img in enumerate(images)]
-        for img in images:
-            self.check_size(*img.shape[:2])
+        seeds = [opts.seed] * len(images) if seeds is None else [int(v) for v in seeds]
+        if len(seeds) != len(images):
+            raise ConfigError(f"{len(images)} images but {len(seeds)} seeds")
+        tiled = [self._too_large(*img.shape[:2]) for img in images]
+        for img, big in zip(images, tiled, strict=True):
+            if not big:
+                self.check_size(*img.shape[:2])  # too small: refused before any work
+        results: list[UpscaleResult | None] = [None] * len(images)
+        whole = [i for i, big in enumerate(tiled) if not big]
+        if whole:
+            for i, result in zip(
+                whole, self._batch([images[i] for i in whole], opts, [seeds[i] for i in whole], **kwargs), strict=True
+            ):
+                results[i] = result
+        for i, big in enumerate(tiled):
+            if big:
+                results[i] = self.upscale(images[i], replace(opts, seed=seeds[i]), **kwargs)
+        return results
+
+    def _batch(self, images: list[np.ndarray], opts: SampleOptions, seeds: list[int], **kwargs) -> list[UpscaleResult]:
+        """Frames that fit the profile, in one `SRProcess.upscale_batch` (padded to listed sizes where the bundle
+        takes listed sizes only, and cropped back)."""
         if not self.output_sizes:
-            return self.process.upscale_batch(images, opts, **kwargs)
+            return self.process.upscale_batch(images, opts, seeds=seeds, **kwargs)
         s, sizes = self.cfg.upscale, [img.shape[:2] for img in images]
         targets = [self.padded_size(*hw) or hw for hw in sizes]
-        results = self.process.upscale_batch(
-            [_pad(img, t) for img, t in zip(images, targets, strict=True)], opts, **kwargs
-        )
+        padded = [_pad(img, t) for img, t in zip(images, targets, strict=True)]
+        results = self.process.upscale_batch(padded, opts, seeds=seeds, **kwargs)
         for result, (h, w) in zip(results, sizes, strict=True):
             result.image = np.ascontiguousarray(result.image[: h * s, : w * s])
         return results
@@ -453,7 +600,8 @@ class SRRuntime:
 
     def backend_settings(self) -> dict:
         """The backend and the settings its sessions run with (threads, device, precision hint in force)."""
-        for session in self._residents.sessions():
+        # sessions that ran first: a backend may learn what is in force only when it compiles (OpenVINO's hint)
+        for session in sorted(self._residents.sessions(), key=lambda s: s.calls == 0):
             settings = session.settings()
             if settings:
                 return {"backend": self.backend, **settings}
