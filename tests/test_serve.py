@@ -64,6 +64,9 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
     assert "--precision-hint does not apply" in capsys.readouterr().err
 
 
+SERVER_MAX_PIXELS = 4_000_000  # output pixels: a 640x360 frame (2560x1440 out) passes, 600x600 does not
+
+
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
     """The demo model as onnx-fp32, at a small profile (outputs 64..256 px): what the server serves."""
@@ -85,8 +88,9 @@ def server(demo_bundle):
     bundle = demo_bundle.path
     log = Path(tempfile.mkdtemp()) / "triton.log"
     with TritonServer(
-        bundle, "127.0.0.1", http_port, grpc_port, metrics_port, max_queue_delay_us=20000, log=log
-    ) as srv:
+        bundle, "127.0.0.1", http_port, grpc_port, metrics_port, max_queue_delay_us=20000, log=log,
+        max_pixels=SERVER_MAX_PIXELS,
+    ) as srv:  # fmt: skip
         yield srv
 
 
@@ -168,17 +172,19 @@ def test_concurrent_clients_are_batched(server, demo_bundle):
         (lambda: np.zeros((1, 16, 24), np.uint8), "shape"),
         (lambda: np.zeros((1, 16, 24, 4), np.uint8), "shape"),
         (lambda: np.zeros((1, 0, 0, 3), np.uint8), "empty"),
-        (lambda: np.zeros((1, 100, 100, 3), np.uint8), "outside the bundle's profile"),
+        (lambda: np.zeros((1, 8, 8, 3), np.uint8), "smaller than this bundle's smallest input"),
+        (lambda: np.zeros((1, 600, 600, 3), np.uint8), "above the limit"),
         ("tag", "unknown tag"),
     ],
 )
-def test_bad_requests_get_errors_and_the_server_goes_on(server, make, message):
+def test_bad_requests_get_400_count_as_failures_and_the_server_goes_on(server, make, message):
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
     client = http.InferenceServerClient(server.http_url)
+    failures = _failure_count(server)
     if make == "tag":
-        with pytest.raises(InferenceServerException, match="(?i)tag"):
+        with pytest.raises(InferenceServerException, match="(?i)tag") as info:
             _infer_http(server.http_url, _frame(16, 24), tags=["no-such-tag"])
     else:
         data = make()
@@ -187,7 +193,58 @@ def test_bad_requests_get_errors_and_the_server_goes_on(server, make, message):
         with pytest.raises(InferenceServerException) as info:
             client.infer("linearsr", [inp])
         assert message.lower() in str(info.value).lower() or message in ("FP32", "shape"), str(info.value)
+    assert info.value.status() == "400", (info.value.status(), str(info.value))
+    if message not in ("FP32", "shape"):  # refused by our model, not by Triton's own input checks
+        assert _failure_count(server) == failures + 1
     assert _infer_http(server.http_url, _frame(16, 24)).shape == (64, 96, 3)  # still serving
+
+
+def _failure_count(server, reason: str = "INVALID_ARG") -> int:
+    """The model's Prometheus counter of failed requests (``linearsr_request_failure``; Triton's own counts a
+    Python model's error responses as successes)."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    pattern = rf'^linearsr_request_failure\{{[^}}]*reason="{reason}"[^}}]*\}} (\d+)'
+    found = re.search(pattern, text, re.MULTILINE)
+    assert found, "no linearsr_request_failure counter on /metrics"
+    return int(found.group(1))
+
+
+@needs_server
+def test_grpc_bad_request_is_invalid_argument(server):
+    import tritonclient.grpc as grpc
+    from tritonclient.utils import InferenceServerException
+
+    client = grpc.InferenceServerClient(server.grpc_url)
+    inp = grpc.InferInput("image", [1, 600, 600, 3], "UINT8")
+    inp.set_data_from_numpy(np.zeros((1, 600, 600, 3), np.uint8))
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("linearsr", [inp])
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT", info.value.status()
+
+
+@needs_server
+def test_a_frame_above_the_profile_is_tiled_like_upscale(server, demo_bundle):
+    frame = _frame(72, 80, 5)  # output 320x288: above the bundle's 256x256, so tiled
+    with SRRuntime.load(demo_bundle.path, backend="onnxruntime") as rt:
+        want = rt.upscale(frame)
+        assert want.tiles > 1
+    got = _infer_http(server.http_url, frame)
+    assert got.shape == want.image.shape and np.abs(got.astype(int) - want.image).max() <= 1
+
+
+@needs_server
+@pytest.mark.slow
+def test_a_640x360_camera_frame_is_answered_like_upscale(server, demo_bundle):
+    """Slow: 2560x1440 out, ~90 tiles. The fast variant above tiles an 80x72 frame."""
+    frame = _frame(360, 640, 6)
+    with SRRuntime.load(demo_bundle.path, backend="onnxruntime") as rt:
+        want = rt.upscale(frame).image
+    got = _infer_http(server.http_url, frame)
+    assert got.shape == (1440, 2560, 3) and np.abs(got.astype(int) - want).max() <= 1
 
 
 @needs_server
@@ -240,3 +297,43 @@ def test_options_travel_to_the_repository(tiny_bundles, tmp_path):
     model = write_repository(tiny_bundles("onnx-fp32").bundle.path, tmp_path, "onnxruntime", OrtOptions(threads=1))
     settings = json.loads((model / "1" / "linearsr.json").read_text())
     assert settings["options"] == {"threads": 1} and Path(settings["bundle"]).is_absolute()
+
+
+@needs_server
+def test_a_copied_repository_moves_and_still_serves(demo_bundle, tmp_path):
+    """``linearsr-triton --copy-bundle`` names no path of this machine; moved elsewhere, the repository serves as
+    it is (``linearsr-serve --repo``), equal to the bundle run in process."""
+    import json
+    import shutil
+
+    from linearsr_edge.cli.serve import triton_main
+    from linearsr_edge.serving.triton import TritonServer
+
+    written = tmp_path / "here" / "models"
+    assert triton_main([str(demo_bundle.path), "--repo", str(written), "--copy-bundle", "--threads", "1"]) == 0
+    text = (written / "linearsr" / "1" / "linearsr.json").read_text()
+    settings = json.loads(text)
+    assert settings["bundle"] == "bundle" and "site_packages" not in settings
+    assert str(tmp_path) not in text and sys.prefix not in text and "/" not in settings["bundle"]
+    moved = tmp_path / "elsewhere" / "repo"
+    moved.parent.mkdir()
+    shutil.move(str(written), str(moved))
+    frame = _frame(20, 28, 9)
+    with SRRuntime.load(demo_bundle.path, backend="onnxruntime") as rt:
+        want = rt.upscale(frame).image
+    http_port, grpc_port, metrics_port = free_ports(3)
+    with TritonServer(None, "127.0.0.1", http_port, grpc_port, metrics_port, repo=moved) as server:
+        got = _infer_http(server.http_url, frame)
+    assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1
+    assert (moved / "linearsr" / "bundle" / "manifest.json").is_file()  # serving left the repository as it was
+
+
+def test_serve_takes_a_bundle_or_a_repository(tiny_bundles, tmp_path, capsys):
+    from linearsr_edge.cli.serve import serve_main
+
+    assert serve_main([]) == 2
+    assert "give a bundle to serve, or --repo DIR" in capsys.readouterr().err
+    assert serve_main(["--repo", str(tmp_path)]) == 2
+    assert "is not a repository written by linearsr-triton" in capsys.readouterr().err
+    assert serve_main(["--repo", str(tmp_path), "--threads", "2"]) == 2
+    assert "a repository is served as written" in capsys.readouterr().err

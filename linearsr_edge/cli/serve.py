@@ -15,14 +15,22 @@ import threading
 from pathlib import Path
 
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
-from linearsr_edge.options import given_flags
+from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS
+from linearsr_edge.options import given_flags, positive_int
 
 
-def _common(ap: argparse.ArgumentParser) -> None:
+def _common(ap: argparse.ArgumentParser, bundle_required: bool = True) -> None:
     ap.add_argument("--version", action="version", version=version_string(ap.prog))
-    ap.add_argument("bundle", type=Path, help="bundle folder (linearsr-export)")
+    ap.add_argument("bundle", type=Path, nargs=None if bundle_required else "?", help="bundle folder (linearsr-export)")
+    ap.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_OUTPUT_PIXELS,
+        help=f"refuse requests whose output exceeds this many pixels (400; default {DEFAULT_MAX_OUTPUT_PIXELS:,}); "
+        "frames above the bundle's profile are tiled",
+    )
     ap.add_argument("--backend", default="auto", help="runtime backend inside the server (default: auto)")
-    ap.add_argument("--instances", type=int, default=1, help="model instances (Triton instance_group count)")
+    ap.add_argument("--instances", type=positive_int, default=1, help="model instances (Triton instance_group count)")
     ap.add_argument(
         "--max-queue-delay-us", type=int, default=2000, help="dynamic batching: wait this long to merge (2000)"
     )
@@ -42,7 +50,10 @@ def triton_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repo", type=Path, required=True, help="repository folder to write (created if missing)")
     ap.add_argument("--kind", choices=("KIND_CPU", "KIND_GPU"), default="KIND_CPU", help="instance kind")
     ap.add_argument(
-        "--copy-bundle", action="store_true", help="copy the bundle into the repository (else referenced by path)"
+        "--copy-bundle",
+        action="store_true",
+        help="copy the bundle into the repository and name no path of this machine: the repository can move "
+        "(into a container, to another host); else the bundle is referenced by absolute path",
     )
     return ap
 
@@ -50,11 +61,16 @@ def triton_parser() -> argparse.ArgumentParser:
 def serve_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="linearsr-serve",
-        description="Serve a bundle with Triton Inference Server (KServe v2 over HTTP and gRPC) until Ctrl-C.",
-        epilog="example: linearsr-serve bundles/onnx-int8 --port 8000 --instances 2",
+        description="Serve a bundle (or a repository written by linearsr-triton) with Triton Inference Server "
+        "(KServe v2 over HTTP and gRPC) until Ctrl-C.",
+        epilog="examples: linearsr-serve bundles/onnx-int8 --port 8000 --instances 2\n"
+        "          linearsr-serve --repo models   (a repository from linearsr-triton, served as it is)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(ap)
+    _common(ap, bundle_required=False)
+    ap.add_argument(
+        "--repo", type=Path, help="serve this repository (linearsr-triton --repo DIR) instead of a bundle, as it is"
+    )
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     ap.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
@@ -83,7 +99,7 @@ def triton_main(argv: list[str] | None = None) -> int:
         backend, options = _options(args, given_flags(parser, args))
         model = write_repository(
             args.bundle, args.repo, backend, options, args.max_queue_delay_us, args.instances, args.kind,
-            copy_bundle=args.copy_bundle,
+            copy_bundle=args.copy_bundle, max_pixels=args.max_pixels,
         )  # fmt: skip
         print(f"wrote {model} (Triton Python backend, {backend})")
         print(f"serve it with: tritonserver --model-repository={args.repo}")
@@ -97,19 +113,29 @@ def serve_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
+        from linearsr_edge.errors import ConfigError
         from linearsr_edge.serving.triton import TritonServer
 
-        backend, options = _options(args, given_flags(parser, args))
+        given = given_flags(parser, args)
+        if (args.bundle is None) == (args.repo is None):
+            raise ConfigError("give a bundle to serve, or --repo DIR (a repository from linearsr-triton)")
+        if args.repo is not None:
+            fixed = [f for f in given if f not in ("--max-pixels",)]
+            if fixed:
+                raise ConfigError(f"{', '.join(fixed)}: a repository is served as written; set it in linearsr-triton")
+            backend, options = "as written in the repository", None
+        else:
+            backend, options = _options(args, given)
         server = TritonServer(
             args.bundle, args.host, args.port, args.grpc_port, args.metrics_port, args.instances, backend, options,
-            args.max_queue_delay_us, args.log,
+            args.max_queue_delay_us, args.log, repo=args.repo, max_pixels=args.max_pixels,
         )  # fmt: skip
         stop = threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.start(timeout=args.startup_timeout)
             print(
-                f"serving {args.bundle} as model 'linearsr' ({backend}, {args.instances} instance(s)):\n"
+                f"serving {args.bundle or args.repo} as model 'linearsr' ({backend}, {args.instances} instance(s)):\n"
                 f"  HTTP    http://{server.http_url}/v2/models/linearsr/infer\n"
                 f"  gRPC    {server.grpc_url}\n"
                 f"  metrics http://{args.host}:{args.metrics_port}/metrics\n"

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, LinearSRError
+from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 
 MODEL = "linearsr"
 KINDS = ("KIND_CPU", "KIND_GPU")
@@ -80,9 +81,14 @@ def write_repository(
     kind: str = "KIND_CPU",
     copy_bundle: bool = False,
     max_batch: int = 8,
+    max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
 ) -> Path:
     """Write the model repository; returns the model folder. ``copy_bundle``: put the bundle inside the
-    repository (self-contained, for a container) instead of referencing it by absolute path."""
+    repository and name no path of this machine, so that the repository can move (into a container, to
+    another host) and still serve; else it references the bundle and this interpreter's site-packages by
+    absolute path. ``max_pixels``: requests whose output would exceed it are refused (400)."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     from linearsr_edge.bundle import Bundle
     from linearsr_edge.fileio import atomic_write_text
 
@@ -102,12 +108,9 @@ def write_repository(
     from linearsr_edge.options import changed_fields
 
     option_fields = {} if options is None else {k: _jsonable(v) for k, v in changed_fields(options).items()}
-    settings = {
-        "bundle": bundle_ref,
-        "backend": backend,
-        "options": option_fields,
-        "site_packages": _site_packages(),
-    }
+    settings = {"bundle": bundle_ref, "backend": backend, "options": option_fields, "max_pixels": max_pixels}
+    if not copy_bundle:  # tied to this machine anyway (the bundle's absolute path): its packages too
+        settings["site_packages"] = site_packages()
     atomic_write_text(model / "config.pbtxt", config_pbtxt(max_batch, max_queue_delay_us, instances, kind))
     atomic_write_text(version / "linearsr.json", json.dumps(settings, indent=2) + "\n")
     shutil.copyfile(Path(__file__).with_name("triton_model.py"), version / "model.py")
@@ -122,7 +125,7 @@ def _jsonable(value):
     return value
 
 
-def _site_packages() -> list[str]:
+def site_packages() -> list[str]:
     """Where this interpreter finds linearsr-edge and its backends (the model imports from there)."""
     paths = [*site.getsitepackages(), site.getusersitepackages()]
     import linearsr_edge
@@ -161,11 +164,12 @@ class TritonInstall:
 
 
 class TritonServer:
-    """``with TritonServer(bundle) as server: ...``: a tritonserver on 127.0.0.1 serving the bundle."""
+    """``with TritonServer(bundle) as server: ...``: a tritonserver on 127.0.0.1 serving the bundle; or, with
+    ``repo=``, serving a repository `write_repository` wrote (``bundle`` None)."""
 
     def __init__(
         self,
-        bundle: str | Path,
+        bundle: str | Path | None,
         host: str = "127.0.0.1",
         http_port: int = 8000,
         grpc_port: int = 8001,
@@ -175,8 +179,16 @@ class TritonServer:
         options: Any = None,
         max_queue_delay_us: int = 2000,
         log: Path | None = None,
+        repo: str | Path | None = None,
+        max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
     ) -> None:
-        self.bundle, self.host = Path(bundle), host
+        if (bundle is None) == (repo is None):
+            raise ConfigError("serve a bundle or a repository (linearsr-triton), one of the two")
+        if repo is not None and not (Path(repo) / MODEL / "config.pbtxt").is_file():
+            raise ConfigError(f"{repo} is not a repository written by linearsr-triton: {MODEL}/config.pbtxt is missing")
+        self.repo = None if repo is None else Path(repo)
+        self.max_pixels = max_pixels
+        self.bundle, self.host = (None if bundle is None else Path(bundle)), host
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.instances, self.backend, self.options = instances, backend, options
         self.max_queue_delay_us, self.log = max_queue_delay_us, log
@@ -212,8 +224,13 @@ class TritonServer:
         install = TritonInstall.find()
         self.tmp = Path(tempfile.mkdtemp(prefix="linearsr-serve-"))
         try:
-            repo = self.tmp / "models"
-            write_repository(self.bundle, repo, self.backend, self.options, self.max_queue_delay_us, self.instances)
+            repo = self.repo
+            if repo is None:
+                repo = self.tmp / "models"
+                write_repository(
+                    self.bundle, repo, self.backend, self.options, self.max_queue_delay_us, self.instances,
+                    max_pixels=self.max_pixels,
+                )  # fmt: skip
             backends = self.tmp / "backends" / "python"
             backends.mkdir(parents=True)
             for f in (*install.backend_files, install.stub):
@@ -221,6 +238,7 @@ class TritonServer:
             env = dict(os.environ)
             libdirs = [sysconfig.get_config_var("LIBDIR") or "", str(install.libs or "")]
             env["LD_LIBRARY_PATH"] = ":".join(p for p in [*libdirs, env.get("LD_LIBRARY_PATH", "")] if p)
+            env["LINEARSR_EDGE_SITE_PACKAGES"] = os.pathsep.join(site_packages())  # what model.py imports
             self._out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (closed in stop)
             self.process = subprocess.Popen(
                 self.command(install, repo, backends.parent),

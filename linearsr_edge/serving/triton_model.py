@@ -3,19 +3,26 @@
 Inputs: ``image`` UINT8 ``[H, W, 3]`` (RGB), optional ``seed`` INT64 ``[1]``, ``steps`` INT32 ``[1]``,
 ``tags`` UINT8 ``[n]`` (comma-separated UTF-8 tag names). Output: ``image`` UINT8 ``[H*s, W*s, 3]``.
 Requests of one size, steps and tags that the dynamic batcher hands over together run as one
-``upscale_batch``; a request that cannot be served gets an error response and the others are answered.
+``upscale_batch``; a frame above the bundle's profile (a camera frame) is tiled as `SRRuntime.upscale`
+tiles it. A request that cannot be served gets an error response (INVALID_ARG, HTTP 400, for a bad
+request; INTERNAL for a failure of ours) and the others are answered.
 """
 
 import json
+import os
 import site
 import sys
 from pathlib import Path
 
 SETTINGS = json.loads(Path(__file__).with_name("linearsr.json").read_text())
 # Triton's stub does not inherit PYTHONPATH and imports this file once before initialize: make the
-# serving environment's packages importable first (addsitedir also runs its .pth files).
-for _path in SETTINGS.get("site_packages", []):
-    if _path not in sys.path:
+# serving environment's packages importable first (addsitedir also runs its .pth files). They come from
+# the server's environment (linearsr-serve sets LINEARSR_EDGE_SITE_PACKAGES), or, for a repository that
+# references its bundle on this machine, from the settings; a relocatable one names none (in NVIDIA's
+# container linearsr-edge is installed where the stub's Python finds it).
+_PATHS = [*os.environ.get("LINEARSR_EDGE_SITE_PACKAGES", "").split(os.pathsep), *SETTINGS.get("site_packages", [])]
+for _path in _PATHS:
+    if _path and _path not in sys.path and Path(_path).is_dir():
         site.addsitedir(_path)
 
 import numpy as np  # noqa: E402
@@ -36,6 +43,7 @@ class TritonPythonModel:
         options = info.options(**SETTINGS.get("options", {}))
         self.runtime = SRRuntime.load(bundle, backend=info.name, options=options)
         self.runtime.warmup()  # the server turns ready only after this
+        self.counters = _counters(args)
 
     def execute(self, requests):
         from linearsr_edge.process import SampleOptions
@@ -48,7 +56,7 @@ class TritonPythonModel:
                 image, seed, opts = self._parse(request, SampleOptions)
                 groups.setdefault((image.shape, opts), []).append((i, image, seed))
             except Exception as exc:  # a bad request: its own error, the others go on
-                responses[i] = _error(exc)
+                responses[i] = self._error(exc)
         for (_, opts), items in groups.items():
             try:
                 results = self.runtime.upscale_batch(
@@ -61,11 +69,29 @@ class TritonPythonModel:
                     responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
             except Exception as exc:
                 for i, _, _ in items:
-                    responses[i] = _error(exc)
+                    responses[i] = self._error(exc)
+        self._count("success", sum(1 for r in responses if not r.has_error()))
         return responses
 
+    def _error(self, exc):
+        """An error response: INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT) for a request we refuse, INTERNAL for a
+        failure of ours, counted by reason in ``linearsr_request_failure``."""
+        from linearsr_edge.errors import LinearSRError
+
+        message = f"{type(exc).__name__}: {exc}"
+        reason = "INVALID_ARG" if isinstance(exc, (LinearSRError, ValueError, TypeError)) else "INTERNAL"
+        code = getattr(pb_utils.TritonError, reason, None)
+        self._count(reason, 1)
+        error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+        return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+    def _count(self, what, n):
+        metric = self.counters.get(what)
+        if n and metric is not None:
+            metric.increment(n)
+
     def _parse(self, request, SampleOptions):
-        from linearsr_edge.imaging import frame_rgb
+        from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, frame_rgb
 
         image = _array(pb_utils.get_input_tensor_by_name(request, "image"))
         if image.ndim == 4:
@@ -73,7 +99,7 @@ class TritonPythonModel:
                 raise ValueError(f"one image per request, got a batch of {image.shape[0]}")
             image = image[0]
         image = frame_rgb(image)
-        self.runtime.check_size(*image.shape[:2])
+        self.runtime.check_frame(*image.shape[:2], SETTINGS.get("max_pixels", DEFAULT_MAX_OUTPUT_PIXELS))
         seed = _scalar(request, "seed", 0)
         steps = _scalar(request, "steps", None)
         tags_tensor = pb_utils.get_input_tensor_by_name(request, "tags")
@@ -93,8 +119,24 @@ def _scalar(request, name, default):
     return default if tensor is None else _array(tensor).reshape(-1)[0].item()
 
 
-def _error(exc):
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+def _counters(args):
+    """Counters on Triton's metrics endpoint: ``linearsr_request_success`` and ``linearsr_request_failure`` (label
+    ``reason``: INVALID_ARG, INTERNAL). Triton's own ``nv_inference_request_failure`` counts a Python model's
+    error responses as successes (it fails a request only when ``execute`` raises, which would fail every
+    request of the batch, as 500): triton-inference-server/server#7713. Empty on a stub without custom metrics."""
+    family = getattr(pb_utils, "MetricFamily", None)
+    if family is None:
+        return {}
+    labels = {"model": args.get("model_name", "linearsr"), "version": args.get("model_version", "1")}
+    success = family(name="linearsr_request_success", description="Requests answered", kind=family.COUNTER)
+    failure = family(
+        name="linearsr_request_failure", description="Requests refused or failed, by reason", kind=family.COUNTER
+    )
+    counters = {"success": success.Metric(labels=labels)}
+    for reason in ("INVALID_ARG", "INTERNAL"):
+        counters[reason] = failure.Metric(labels={**labels, "reason": reason})
+    counters["_families"] = (success, failure)  # the families must outlive their metrics
+    return counters
 
 
 def _array(tensor):
