@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from linearsr_edge import interrupt
-from linearsr_edge.bundle import Bundle, BundleWriter
+from linearsr_edge.bundle import Bundle, BundleWriter, check_destination
 from linearsr_edge.calibration import CalibrationOptions, CalibrationSet, QualityThresholds, collect, images_from_dir
 from linearsr_edge.components import component_module
 from linearsr_edge.demo import load_demo, sample_images
@@ -340,6 +340,7 @@ def build_bundle(opts: ExportOptions) -> ExportResult:
     """
     from linearsr_edge import __version__
 
+    check_destination(opts.out, opts.overwrite)  # before the model loads and calibration runs
     target = get_target(opts.target)
     exporter = target.make_exporter(opts.target_options)
     if target.calibration == "full" and opts.calibration.samples_per_expert < 1:

@@ -111,6 +111,11 @@ class Bundle:
             raise BundleError(f"bundle not found: {path} is not a folder")
         mpath = path / MANIFEST
         if not mpath.is_file():
+            if (path / "config.json").is_file() and (path / "experts.safetensors").is_file():
+                raise BundleError(
+                    f"{path} is a model folder, not an exported bundle: pass it as --model (linearsr-upscale) or "
+                    f"--checkpoint (linearsr-export), or export it first: linearsr-export --checkpoint {path} ..."
+                )
             raise BundleError(f"{path} is not a bundle: {MANIFEST} is missing")
         try:
             manifest = json.loads(mpath.read_text())
@@ -143,15 +148,22 @@ class Bundle:
         return cls(path, manifest)
 
 
+def check_destination(out: Path, overwrite: bool = False) -> Path:
+    """Refuse, before any work, a destination a bundle cannot be written to: a file, or a non-empty folder
+    without ``overwrite``. Returns the resolved path."""
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise BundleError(f"{out} is not empty; pass --overwrite to replace it, or choose another --out")
+    return out
+
+
 class BundleWriter:
     """Build a bundle in a temporary sibling folder; `commit` verifies and renames it into place."""
 
     def __init__(self, out: Path, overwrite: bool = False) -> None:
-        self.out = Path(out).resolve()
-        if self.out.exists() and not self.out.is_dir():
-            raise BundleError(f"{self.out} exists and is not a folder")
-        if self.out.is_dir() and any(self.out.iterdir()) and not overwrite:
-            raise BundleError(f"{self.out} is not empty; pass --overwrite to replace it")
+        self.out = check_destination(out, overwrite)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(self.out.parent)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=self.out.parent))

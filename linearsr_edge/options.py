@@ -26,6 +26,18 @@ def flag(default: Any, name: str, help: str, invert: bool = False, scope: str = 
     return dataclasses.field(default=default, metadata=meta)
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts and sizes: a user who types ``--threads 0`` reads
+    ``argument --threads: must be a positive integer, got '0'``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def flag_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
 

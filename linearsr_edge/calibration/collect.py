@@ -165,6 +165,8 @@ def _record(
     """Sampler runs over ``images`` (round robin, random crops, new seed each run) until every expert
     holds ``per_expert`` inputs from its own band, or, pooled, a pool of all steps' inputs is full."""
     k_experts = process.cfg.num_experts
+    if per_expert == 0:  # FP16 targets record held-out data only: no sampler runs, no empty progress bar
+        return {k: [] for k in range(k_experts)}
     steps = opts.steps or 2 * process.cfg.default_steps
     samples: dict[int, list[Feeds]] = {k: [] for k in range(k_experts)}
     pool: list[Feeds] = []

@@ -175,6 +175,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
     target = get_target(auto_target() if args.target == "auto" else args.target)
     check_flags(parser, args, target)
+    out = args.out or Path("bundles") / target.name
+    from linearsr_edge.bundle import check_destination
+
+    check_destination(out, args.overwrite)
     given = vars(args)
     from linearsr_edge.build import ExportOptions, build_bundle  # the heavy imports (torch), after the checks
     from linearsr_edge.parity import format_rows
@@ -184,7 +188,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     opts = ExportOptions(
         target=target.name,
-        out=args.out or Path("bundles") / target.name,
+        out=out,
         checkpoint=args.checkpoint,
         profile=profile,
         tags=tuple(args.tags),

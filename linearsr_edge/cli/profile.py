@@ -169,6 +169,19 @@ class _Opener:
         return words
 
 
+def over_budget_advice(fastest, budget_ms: float) -> str:
+    """What is left to try when even the fastest configuration (a `BudgetRow`) misses the budget: only the
+    levers it does not already pull (INT8, one step), then the frame size, which every latency scales with."""
+    tries = []
+    if fastest.precision != "int8":
+        tries.append("an INT8 bundle of this model (linearsr-export --target onnx-int8 or ov-int8)")
+    if fastest.steps > 1:
+        tries.append("--try-steps 1")
+    share = budget_ms / fastest.p50_ms
+    tries.append(f"a smaller frame: this one would have to shrink to about {share:.0%} of its pixels")
+    return "Try " + "; or ".join(tries) + "."
+
+
 def options_repr(options) -> str:
     """``OVOptions(threads=2)``: the fields that differ from their defaults."""
     from linearsr_edge.options import changed_fields
@@ -261,7 +274,7 @@ def _budget(args, opener: _Opener, bundles: list, frame, base) -> int:
         print(
             f"nothing measured fits {args.budget_ms:g} ms ({args.budget_stat}): the fastest is {fastest.bundle} at "
             f"{fastest.steps} step(s), p50 {fastest.p50_ms:.1f} ms, p95 {fastest.p95_ms:.1f} ms. "
-            "Try a smaller resolution, an INT8 bundle, or fewer steps."
+            + over_budget_advice(fastest, args.budget_ms)
         )
         return EXIT_OVER_BUDGET
     i = [str(b.path) for b in bundles].index(best.bundle)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, ImageError
 from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
-from linearsr_edge.options import given_flags
+from linearsr_edge.options import given_flags, positive_int
 from linearsr_edge.process import SampleOptions
 from linearsr_edge.runtimes.base import choose_backend, describe_settings
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "all when the bundle fits this device profile's memory budget",
     )
     ap.add_argument(
-        "--steps", type=int, help="sampling steps (default: the model's; more steps = more detail, lower PSNR)"
+        "--steps", type=positive_int, help="sampling steps (default: the model's; more steps = more detail, lower PSNR)"
     )
     ap.add_argument("--start-sigma", type=float, help="noise level to start from, in (0, 1]")
     ap.add_argument("--solver", choices=("euler", "heun"), default="euler", help="ODE solver (heun: 2 NFE/step)")
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--tile",
-        type=int,
+        type=positive_int,
         metavar="PX",
         help="--bundle: upscale in overlapping latent tiles of this output size (frames above the bundle's "
         "profile are tiled anyway, with the device profile's tile size)",
@@ -188,6 +188,8 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
         tags=tuple(args.tags),
         max_pixels=args.max_pixels,
     )
+    if args.tile is not None:
+        upscaler.tile_size(args.tile)  # a tile this bundle cannot run is refused before any work
     plan = upscaler.process.plan(opts)
     quiet_warmup = args.quiet or not args.warmup
     tiling = {} if args.tile is None else {"tiling": True, "tile": args.tile}
@@ -200,8 +202,9 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
         h, w = image.shape[:2]
         oh, ow = result.image.shape[:2]
         per = ", ".join(f"e{k}:{n}" for k, n in enumerate(result.steps_per_expert))
+        tiled = f" | tiled: {result.tiles} tiles of {result.tile_px} px" if result.tiles else ""
         print(
-            f"{args.input.name} {w}x{h} -> {args.output} {ow}x{oh} | {len(result.plan)} steps "
+            f"{args.input.name} {w}x{h} -> {args.output} {ow}x{oh}{tiled} | {len(result.plan)} steps "
             f"({result.plan.nfe} NFE; per expert {per}) | {result.seconds:.3f} s (+{load_s:.2f} s load"
             f"{f', {args.warmup} warm-up runs' if args.warmup else ''}) | "
             f"{describe_settings(upscaler.backend_settings())}"

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
+from linearsr_edge.errors import LinearSRError
 from linearsr_edge.options import given_flags
 from linearsr_edge.runtimes.base import choose_backend
 
@@ -96,6 +97,7 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
                 report.extra["step_ms"] = round(timings[path][1], 3)
         if bundle.manifest.get("precision") == "int8" and info.name == "onnxruntime":
             report.extra["kernel_check"] = kernel_check(bundle, options, report)
+        report.extra["verdict"] = verdict(bundle, report)
         reports.append((bundle, report))
         if not args.json:
             _print_report(bundle, report, timings.get(path))
@@ -112,10 +114,12 @@ def _print_report(bundle, report, timing) -> None:
     settings = ", ".join(
         f"{k} {v}"
         for k, v in fp.items()
-        if k not in ("backend", "backend_version", "cpu", "isa", "cores", "arch", "os")
+        if k not in ("backend", "backend_version", "cpu", "isa", "isa_cap", "cores", "arch", "os")
     )
     print(f"\n{bundle.path} ({bundle.target}) on {fp.get('backend')} {fp.get('backend_version')} ({settings})")
-    print(f"machine: {fp.get('cpu')}, {fp.get('cores')} cores, {fp.get('arch')}; ISA: {' '.join(fp.get('isa', []))}")
+    cap = f" (oneDNN capped at {fp['isa_cap']})" if fp.get("isa_cap") else ""
+    isa = " ".join(fp.get("isa", []))
+    print(f"machine: {fp.get('cpu')}, {fp.get('cores')} cores, {fp.get('arch')}; ISA: {isa}{cap}")
     print(report.table())
     if timing is not None:
         print(f"one expert step at {timing[2]}: {timing[1]:.1f} ms")
@@ -127,12 +131,33 @@ def _print_report(bundle, report, timing) -> None:
             f"{check['psnr_float_qdq']:.2f} dB with Q/DQ in float: the kernel path costs {cost:+.2f} dB"
             + (" (saturation? re-export without --int8-full-range)" if cost > 1.0 else "")
         )
-    verdict = "PASSED" if report.passed else f"FAILED for {', '.join(report.failed_components)}"
-    print(f"{bundle.target}: {verdict}", file=sys.stdout)
+    print(f"{bundle.target}: {report.extra['verdict']}", file=sys.stdout)
+
+
+def verdict(bundle, report) -> str:
+    """``PASSED`` / ``FAILED for ...``; a bundle whose own runtime did not run here (TensorRT engines, whose
+    graphs ONNX Runtime checked) says what ran and that it stays unverified."""
+    from linearsr_edge.exporters import get_target
+
+    backend = report.fingerprint.get("backend")
+    try:
+        verified_by = get_target(bundle.target).verified_by
+    except LinearSRError:  # a target of a plugin that is not installed here
+        verified_by = ()
+    if not report.passed:
+        return f"FAILED for {', '.join(report.failed_components)} on {backend}"
+    if verified_by and backend not in verified_by:
+        finish = bundle.verification.get("finish_on_device") or f"linearsr-build-engines {bundle.path}"
+        return (
+            f"checks passed on {backend}, which ran the bundle's graphs; NOT VERIFIED for "
+            f"{' or '.join(verified_by)}: the engines run only where they are built ({finish})"
+        )
+    return "PASSED"
 
 
 def _advice(timings: dict) -> str | None:
-    """Per model: the fastest bundle measured, and each INT8 bundle that a float bundle outruns here."""
+    """Per model: the fastest bundle measured; and each INT8 bundle that an FP32 bundle of the *same format*
+    (so the same runtime: onnx-int8 against onnx-fp32, ov-int8 against ov-fp32) outruns here."""
     by_model: dict[str, list] = {}
     for bundle, ms, where in timings.values():
         key = json.dumps(bundle.manifest.get("model"), sort_keys=True)
@@ -145,14 +170,17 @@ def _advice(timings: dict) -> str | None:
         lines.append(
             f"fastest here: {fastest[1].target} ({fastest[0]:.1f} ms per step at {fastest[2]}): {fastest[1].path}"
         )
-        floats = [e for e in entries if e[1].manifest.get("precision") != "int8"]
         for ms, bundle, where in entries:
-            beaten = [e for e in floats if e[0] <= ms]
-            if bundle.manifest.get("precision") == "int8" and beaten:
+            if bundle.manifest.get("precision") != "int8":
+                continue
+            same = [e for e in entries if e[1].format == bundle.format and e[1].manifest.get("precision") == "fp32"]
+            beaten = [e for e in same if e[0] <= ms]
+            if beaten:
                 best = min(beaten, key=lambda e: e[0])
                 lines.append(
                     f"INT8 does not pay on this CPU ({' '.join(_isa())}) for {bundle.target}: {ms:.1f} ms per step "
-                    f"at {where} against {best[0]:.1f} ms for {best[1].target}; use {best[1].path} or a faster INT8"
+                    f"at {where} against {best[0]:.1f} ms for {best[1].target} on the same runtime; "
+                    f"use {best[1].path}"
                 )
     return "\n".join(lines) or None
 
