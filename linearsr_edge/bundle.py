@@ -2,14 +2,17 @@
 
 ```
 bundle/
-  manifest.json     schema version, package version, model config, bands, target, precision,
-                    each component's files + sha256 + I/O spec, profile, tags, verification, calibration
+  manifest.json     the typed `Manifest`: schema version, package version, model config, bands, target,
+                    precision, each component's files + I/O spec, file digests, profile, tags, golden
+                    set, calibration, verification, and each family's own section
   expert_0.onnx ... encoder.onnx, decoder.onnx
   cond/tags.npy     cached tag embeddings [V, D] (no text encoder runs on the device)
+  golden.npz        the golden set (`linearsr_edge.quality.golden`)
 ```
 
 `BundleWriter` builds the bundle in a hidden sibling folder and renames it into place only when
-complete, so an export killed part-way leaves no half-written bundle at the destination.
+complete, so an export killed part-way leaves no half-written bundle at the destination; every
+manifest write goes through it, the engine build's too (`BundleWriter.amend`).
 """
 
 from __future__ import annotations
@@ -19,22 +22,22 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from linearsr_edge.config import ModelConfig
-from linearsr_edge.errors import BundleError, ConfigError
-from linearsr_edge.fileio import atomic_write_text, current_umask, disk_bytes
+from linearsr_edge.errors import BundleError
+from linearsr_edge.fileio import atomic_write_bytes, atomic_write_text, current_umask, disk_bytes
+from linearsr_edge.manifest import GOLDEN_FILE, TAGS_FILE, ComponentEntry, Manifest, VerificationRecord
+from linearsr_edge.precision import Precision
 from linearsr_edge.specs import ComponentSpec, Profile
 from linearsr_edge.tags import TagVocabulary
 
-SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-TAGS_FILE = "cond/tags.npy"
 _TMP_PREFIX = ".linearsr-tmp-"
+__all__ = ["GOLDEN_FILE", "MANIFEST", "TAGS_FILE", "Bundle", "BundleWriter", "Manifest", "check_destination"]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -47,65 +50,71 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 @dataclass
 class Bundle:
-    """A verified bundle on disk."""
+    """A bundle on disk whose files matched their digests when it was loaded."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def cfg(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.manifest["model"])
+        return self.manifest.cfg
 
     @property
     def target(self) -> str:
-        return self.manifest["target"]
+        return self.manifest.target
 
     @property
     def format(self) -> str:
-        return self.manifest["format"]
+        return self.manifest.format
+
+    @property
+    def precision(self) -> Precision:
+        return self.manifest.precision
 
     @property
     def profile(self) -> Profile:
-        return Profile.from_dict(self.manifest["profile"])
+        return self.manifest.profile
 
     @property
     def codec_factor(self) -> int:
-        return int(self.manifest["codec"]["factor"])
+        return self.manifest.codec_factor
+
+    @property
+    def verification(self) -> VerificationRecord:
+        return self.manifest.verification
 
     def component_names(self) -> list[str]:
-        return list(self.manifest["components"])
+        return list(self.manifest.components)
 
     def spec(self, component: str) -> ComponentSpec:
-        return ComponentSpec.from_dict(self._component(component)["spec"])
+        return self._component(component).spec
 
     def file(self, component: str) -> Path:
-        return self.path / self._component(component)["file"]
+        return self.path / self._component(component).file
 
     def component_bytes(self, component: str) -> int:
         """Bytes on disk of a component's files (its session's size, for residency budgets)."""
-        entry = self._component(component)
-        return sum(disk_bytes(self.path / f) for f in entry.get("files", [entry["file"]]))
+        files = [self.path / f for f in self._component(component).files]
+        missing = [f for f in files if not f.exists()]
+        if missing:
+            raise BundleError(f"{component}'s file {missing[0]} is missing from the bundle")
+        return sum(disk_bytes(f) for f in files)
 
-    @property
-    def verification(self) -> dict[str, Any]:
-        """``{"verified": bool, "reason" | "backend": ...}``; bundles from before the field count as verified."""
-        return self.manifest.get("verification") or {"verified": True}
-
-    def _component(self, component: str) -> dict[str, Any]:
-        comps = self.manifest["components"]
+    def _component(self, component: str) -> ComponentEntry:
+        comps = self.manifest.components
         if component not in comps:
             raise BundleError(f"{self.path}: no component {component!r}; has {', '.join(comps)}")
         return comps[component]
 
     def tags(self) -> TagVocabulary | None:
-        info = self.manifest.get("tags")
-        if not info:
+        info = self.manifest.tags
+        if info is None:
             return None
-        return TagVocabulary(tuple(info["names"]), np.load(self.path / TAGS_FILE, allow_pickle=False))
+        return TagVocabulary(tuple(info.names), np.load(self.path / info.file, allow_pickle=False))
 
     @classmethod
     def load(cls, path: str | Path, expect_format: str | None = None) -> Bundle:
-        """Read and verify: schema version, every listed file present with its sha256."""
+        """Read and verify: the schema and every field's type, every listed file present with its sha256."""
         path = Path(path)
         if not path.is_dir():
             raise BundleError(f"bundle not found: {path} is not a folder")
@@ -118,33 +127,18 @@ class Bundle:
                 )
             raise BundleError(f"{path} is not a bundle: {MANIFEST} is missing")
         try:
-            manifest = json.loads(mpath.read_text())
+            data = json.loads(mpath.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{mpath} is not valid JSON: {exc}") from None
-        version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-        if version != SCHEMA_VERSION:
-            raise BundleError(
-                f"{mpath}: schema version {version!r} is not supported (this linearsr-edge reads {SCHEMA_VERSION}); "
-                "re-export the bundle with this version"
-            )
-        for key in ("target", "format", "model", "codec", "components", "files", "profile"):
-            if key not in manifest:
-                raise BundleError(f"{mpath}: the manifest lacks {key!r}")
-        for rel, digest in manifest["files"].items():
+        manifest = Manifest.from_data(data, str(mpath))
+        for rel, digest in manifest.files.items():
             fpath = path / rel
             if not fpath.is_file():
                 raise BundleError(f"{path}: {rel} is missing")
-            actual = sha256_file(fpath)
-            if actual != digest:
+            if sha256_file(fpath) != digest:
                 raise BundleError(f"{path}: {rel} does not match its sha256 in the manifest (tampered or corrupt)")
-        if expect_format is not None and manifest["format"] != expect_format:
-            raise BundleError(
-                f"{path} holds {manifest['format']} artifacts ({manifest['target']}), not {expect_format}"
-            )
-        try:
-            ModelConfig.from_dict(manifest["model"])
-        except ConfigError as exc:
-            raise BundleError(f"{mpath}: invalid model config: {exc}") from None
+        if expect_format is not None and manifest.format != expect_format:
+            raise BundleError(f"{path} holds {manifest.format} artifacts ({manifest.target}), not {expect_format}")
         return cls(path, manifest)
 
 
@@ -160,14 +154,29 @@ def check_destination(out: Path, overwrite: bool = False) -> Path:
 
 
 class BundleWriter:
-    """Build a bundle in a temporary sibling folder; `commit` verifies and renames it into place."""
+    """Build a bundle in a temporary sibling folder; `commit` hashes its files, writes the manifest and renames
+    it into place. `amend` starts from an existing bundle (its files hard-linked, not copied): the only way a
+    bundle changes after export (TensorRT engines built on the device)."""
 
     def __init__(self, out: Path, overwrite: bool = False) -> None:
         self.out = check_destination(out, overwrite)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(self.out.parent)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=self.out.parent))
-        self.manifest: dict[str, Any] = {}
+
+    @classmethod
+    def amend(cls, bundle: Bundle) -> BundleWriter:
+        """A writer holding ``bundle``'s files (hard links where the file system allows, else copies); its
+        ``commit`` replaces the bundle atomically."""
+        writer = cls(bundle.path, overwrite=True)
+        for rel in bundle.manifest.files:
+            src, dst = bundle.path / rel, writer.tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        return writer
 
     def __enter__(self) -> BundleWriter:
         return self
@@ -179,16 +188,29 @@ class BundleWriter:
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def staged(self, manifest: Manifest) -> Bundle:
+        """The bundle being written, for checks before the commit (its digests are not recorded yet)."""
+        return Bundle(self.tmp, replace(manifest, files={}))
+
     def write_tags(self, tags: TagVocabulary) -> None:
         (self.tmp / "cond").mkdir(exist_ok=True)
         np.save(self.tmp / TAGS_FILE, tags.embeddings.astype(np.float32), allow_pickle=False)
 
-    def commit(self) -> Bundle:
-        """Hash every file, write the manifest, swap the folder into place, verify it."""
+    def write_bytes(self, rel: str, data: bytes) -> Path:
+        """A file of the bundle (``rel`` from its root), written atomically; returns its path."""
+        path = self.tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.unlink()  # a hard link shared with the old bundle: write a new file, never into the old one
+        atomic_write_bytes(path, data)
+        return path
+
+    def commit(self, manifest: Manifest) -> Bundle:
+        """Hash every file, write ``manifest`` with the digests, swap the folder into place, load it back."""
         files = sorted(p for p in self.tmp.rglob("*") if p.is_file() and p.name != MANIFEST)
-        self.manifest["files"] = {p.relative_to(self.tmp).as_posix(): sha256_file(p) for p in files}
-        self.manifest["schema_version"] = SCHEMA_VERSION
-        atomic_write_text(self.tmp / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=False) + "\n")
+        digests = {p.relative_to(self.tmp).as_posix(): sha256_file(p) for p in files}
+        manifest = replace(manifest, files=digests)
+        atomic_write_text(self.tmp / MANIFEST, json.dumps(manifest.to_data(), indent=2) + "\n")
         old = None
         if self.out.exists():
             old = self.out.with_name(f"{_TMP_PREFIX}{os.getpid()}-old-{self.out.name}")

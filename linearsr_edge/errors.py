@@ -41,3 +41,13 @@ class CalibrationError(LinearSRError, ValueError):
 
 class ExportError(LinearSRError):
     """An export produced an unusable or wrong artifact."""
+
+
+class BackendRunError(LinearSRError, RuntimeError):
+    """A backend failed while running a component: names the component, the backend and the input shapes;
+    the backend's own exception is the cause (``__cause__``)."""
+
+    def __init__(self, component: str, backend: str, shapes: str, cause: BaseException) -> None:
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        super().__init__(f"{backend} failed to run {component} on {shapes}: {type(cause).__name__}: {first}")
+        self.component, self.backend, self.shapes = component, backend, shapes

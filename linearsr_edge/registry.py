@@ -13,6 +13,7 @@ points load once, the first time the registry is asked for names or an entry.
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 import logging
 import sys
@@ -63,10 +64,22 @@ def unavailable_reason(entry: Entry) -> str | None:
 E = TypeVar("E", bound=Entry)
 
 
+BUILTIN_FAMILIES = "linearsr_edge.backends:register_builtin"
+
+
+def load_callable(path: str):
+    """``"package.module:name"`` -> the object, imported now."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 class Registry(Generic[E]):
-    def __init__(self, kind: str, group: str | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, builtins: str | None = BUILTIN_FAMILIES) -> None:
         self.kind = kind  # "export target", "runtime backend"
         self.group = group  # entry-point group for third-party entries
+        # "module:function" that registers the built-in entries, called the first time entries are asked for
+        # (the core never imports a family: the families register themselves when first needed)
+        self._builtins = builtins
         self._entries: dict[str, E] = {}
         self._plugins_loaded = group is None
 
@@ -98,6 +111,9 @@ class Registry(Generic[E]):
         return entry
 
     def _load_plugins(self) -> None:
+        if self._builtins is not None:
+            builtins, self._builtins = self._builtins, None
+            load_callable(builtins)()
         if self._plugins_loaded:
             return
         self._plugins_loaded = True

@@ -8,13 +8,14 @@ parity tolerance. `ComponentSpec.check` is the validation every `Session.run` pe
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from linearsr_edge.config import ModelConfig
 from linearsr_edge.errors import ConfigError, InputSpecError
+from linearsr_edge.serial import from_data, to_data
 
 Which = Literal["min", "opt", "max"]
 Dim = int | str  # a fixed size or the name of a symbolic axis
@@ -44,6 +45,98 @@ class TensorSpec:
     dtype: str = "float32"
 
 
+class ComponentId(str):
+    """A component's name, typed: ``ComponentId.expert(2)`` is ``"expert_2"``, `ENCODER`, `DECODER`; it is
+    the string in manifests and file names, and says what it names (`kind`, `expert_index`)."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> ComponentId:
+        if name not in ("encoder", "decoder") and not (name.startswith("expert_") and name[7:].isdigit()):
+            raise ConfigError(f"unknown component {name!r}: expert_<k>, encoder or decoder")
+        return super().__new__(cls, name)
+
+    @classmethod
+    def expert(cls, index: int) -> ComponentId:
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ConfigError(f"an expert index is a non-negative integer, got {index!r}")
+        return cls(f"expert_{index}")
+
+    @property
+    def kind(self) -> str:
+        """``"expert"``, ``"encoder"`` or ``"decoder"``."""
+        return "expert" if self.startswith("expert_") else str(self)
+
+    @property
+    def expert_index(self) -> int:
+        if self.kind != "expert":
+            raise ConfigError(f"{self} is not an expert")
+        return int(self[len("expert_") :])
+
+
+ENCODER = ComponentId("encoder")
+DECODER = ComponentId("decoder")
+
+SizeMode = Literal["range", "listed", "pinned"]
+
+
+@dataclass(frozen=True)
+class SizePolicy:
+    """The input sizes a bundle's components take, in *output* pixels (H, W) of the image being made:
+
+    * ``range``: any size inside the profile's dims (ONNX Runtime, OpenVINO on CPU, TensorRT);
+    * ``listed``: only the ``sizes`` listed (Core ML's enumerated shapes, what the Neural Engine runs);
+    * ``pinned``: one size, fixed at load (OpenVINO on an NPU, which compiles static shapes only);
+
+    and ``max_batch``: the most rows one call takes (None: the spec's batch axis; 1: a batch runs row by
+    row). `linearsr_edge.pipeline.sizes` pads, crops, tiles and splits rows from it for every backend.
+    """
+
+    mode: SizeMode = "range"
+    sizes: tuple[tuple[int, int], ...] = ()  # listed / pinned: output sizes (H, W), smallest first
+    max_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("range", "listed", "pinned"):
+            raise ConfigError(f"a size policy is range, listed or pinned, got {self.mode!r}")
+        sizes = tuple(sorted({(int(h), int(w)) for h, w in self.sizes}, key=lambda v: (v[0] * v[1], v)))
+        if any(min(v) < 1 for v in sizes):
+            raise ConfigError(f"sizes must be positive (H, W) pairs, got {self.sizes}")
+        wanted = {"range": (0, 0), "listed": (1, None), "pinned": (1, 1)}[self.mode]
+        if len(sizes) < wanted[0] or (wanted[1] is not None and len(sizes) > wanted[1]):
+            count = {"range": "no sizes", "listed": "at least one size", "pinned": "exactly one size"}[self.mode]
+            raise ConfigError(f"a {self.mode} size policy takes {count}, got {len(sizes)}")
+        if self.max_batch is not None and (isinstance(self.max_batch, bool) or self.max_batch < 1):
+            raise ConfigError(f"max_batch must be a positive integer or None, got {self.max_batch!r}")
+        object.__setattr__(self, "sizes", sizes)
+
+    @classmethod
+    def listed(cls, sizes, max_batch: int | None = None) -> SizePolicy:
+        return cls("listed", tuple(sizes), max_batch)
+
+    @classmethod
+    def pinned(cls, size: tuple[int, int], max_batch: int | None = None) -> SizePolicy:
+        return cls("pinned", (tuple(size),), max_batch)
+
+    @property
+    def restricted(self) -> bool:
+        """Only some sizes run (listed or pinned)."""
+        return self.mode != "range"
+
+    def takes(self, height: int, width: int) -> bool:
+        """Whether an output of this size runs as it is (range: always; the profile bounds it)."""
+        return not self.restricted or (height, width) in self.sizes
+
+    def holding(self, height: int, width: int) -> tuple[int, int] | None:
+        """The smallest size that holds an output of ``height`` x ``width`` (the frame is padded to it)."""
+        return next((v for v in self.sizes if v[0] >= height and v[1] >= width), None)
+
+    def describe(self) -> str:
+        if not self.restricted:
+            return "any size in the profile"
+        return ", ".join(f"{w}x{h}" for h, w in self.sizes)
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
     """I/O contract of one component (``expert_K``, ``encoder`` or ``decoder``)."""
@@ -54,6 +147,11 @@ class ComponentSpec:
     outputs: tuple[TensorSpec, ...]
     dims: dict[str, DimRange]
     tolerance: float  # max abs error allowed against PyTorch in FP32
+    sizes: SizePolicy = SizePolicy()  # the output sizes it takes (Core ML: listed; default: any in the profile)
+
+    @property
+    def id(self) -> ComponentId:
+        return ComponentId(self.name)
 
     @property
     def input_names(self) -> list[str]:
@@ -131,22 +229,17 @@ class ComponentSpec:
                 bound[dim] = size
         return bound
 
+    def profile_shapes(self) -> dict[str, dict[str, list[int]]]:
+        """``{input: {"min": shape, "opt": shape, "max": shape}}`` from the dims (batch at its min/opt/max with
+        every other axis): TensorRT's optimization profiles and ONNX Runtime's TensorRT-EP shapes."""
+        return {t.name: {w: list(self.shape(t, w)) for w in ("min", "opt", "max")} for t in self.inputs}
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["inputs"] = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in self.inputs]
-        data["outputs"] = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in self.outputs]
-        return data
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ComponentSpec:
-        return cls(
-            name=data["name"],
-            kind=data["kind"],
-            inputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in data["inputs"]),
-            outputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in data["outputs"]),
-            dims={k: DimRange(**v) for k, v in data["dims"].items()},
-            tolerance=float(data["tolerance"]),
-        )
+        return from_data(cls, data, "spec")
 
 
 class ProfileError(ConfigError):
@@ -222,11 +315,11 @@ class Profile:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) for k, v in asdict(self).items()}
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
-        return cls(**{k: tuple(v) for k, v in data.items()})
+        return from_data(cls, data, "profile")
 
 
 def activation_bytes(cfg: ModelConfig, tokens: int) -> int:

@@ -31,7 +31,7 @@ def test_a_non_empty_out_is_refused_before_the_model_loads(tmp_path, capsys):
 
 def test_fp16_exports_draw_no_empty_calibration_bar(tmp_path, capsys):
     from linearsr_edge.calibration import CalibrationOptions, collect
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.reference import load_model_folder
 
     folder = tiny_model_folder(tmp_path / "m")
     process = load_model_folder(folder).reference().process

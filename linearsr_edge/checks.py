@@ -1,11 +1,44 @@
-"""Quality thresholds: one typed source per precision, used by every target's verification."""
+"""What a check is, and the limits checks are held to: one row type for FP32 parity and FP16/INT8 quality gates,
+and one `QualityThresholds` per precision. Plain data (no NumPy): bundles record both, and the quality layer
+(`linearsr_edge.quality`) computes them.
+
+Every row is one number against one limit: a component's max abs error (must stay at or below), an expert's
+SQNR or step SNR, or the pipeline's PSNR in dB (must reach at least).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from linearsr_edge.options import flag
 from linearsr_edge.precision import Precision
+from linearsr_edge.serial import to_data
+
+METRICS = {"max_abs": "max abs err", "sqnr_db": "SQNR dB", "step_snr_db": "step SNR dB", "psnr_db": "PSNR dB"}
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    component: str  # "expert_2", "encoder", "pipeline"
+    case: str  # which inputs: "opt b2", "4 held-out band inputs", "end-to-end photo.png"
+    metric: str  # "max_abs" (<= limit) | "sqnr_db" | "step_snr_db" | "psnr_db" (>= limit)
+    value: float
+    limit: float
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {list(METRICS)}, got {self.metric!r}")
+
+    @property
+    def passed(self) -> bool:
+        if math.isnan(self.value):
+            return False
+        return self.value <= self.limit if self.metric == "max_abs" else self.value >= self.limit
+
+    def to_dict(self) -> dict:
+        """JSON data (``value`` ``"inf"`` when identical to the reference, as `linearsr_edge.serial` writes it)."""
+        return to_data(self)
 
 
 @dataclass(frozen=True)
