@@ -16,11 +16,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 _LAZY = {
-    "SRRuntime": "linearsr_edge.runtimes.sr",
-    "SampleOptions": "linearsr_edge.process",
-    "UpscaleResult": "linearsr_edge.process",
+    "SRRuntime": "linearsr_edge.runtime",
+    "SampleOptions": "linearsr_edge.pipeline.process",
+    "UpscaleResult": "linearsr_edge.pipeline.process",
     "Bundle": "linearsr_edge.bundle",
-    "load_model_folder": "linearsr_edge.model.folder",
+    "load_model_folder": "linearsr_edge.reference",
     "save_model_folder": "linearsr_edge.model.folder",
     "load_demo": "linearsr_edge.demo",
     "ExportOptions": "linearsr_edge.build",

@@ -12,6 +12,8 @@ and one `QualityThresholds` per precision sets the limits.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import shlex
 from collections.abc import Iterable
@@ -24,24 +26,35 @@ from tqdm import tqdm
 
 from linearsr_edge import interrupt
 from linearsr_edge.bundle import Bundle, BundleWriter, check_destination
-from linearsr_edge.calibration import CalibrationOptions, CalibrationSet, QualityThresholds, collect, images_from_dir
-from linearsr_edge.components import component_module
+from linearsr_edge.calibration import CalibrationOptions, CalibrationSet, collect, images_from_dir
+from linearsr_edge.checks import CheckRow, QualityThresholds
 from linearsr_edge.demo import load_demo, sample_images
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
-from linearsr_edge.exporters import TargetInfo, get_target
-from linearsr_edge.exporters.base import Exporter
 from linearsr_edge.fileio import disk_bytes
-from linearsr_edge.golden import GOLDEN_FILE, record_golden, step_deltas
-from linearsr_edge.imaging import read_image
 from linearsr_edge.machine import machine_summary
-from linearsr_edge.model.folder import ModelFolder, load_model_folder
-from linearsr_edge.parity import CheckRow, enforce, max_abs_row, psnr_row, sqnr_row, step_row
-from linearsr_edge.process import SampleOptions
+from linearsr_edge.manifest import (
+    GOLDEN_FILE,
+    ComponentEntry,
+    GoldenRecord,
+    Manifest,
+    SourceRecord,
+    TagsRecord,
+    VerificationRecord,
+)
+from linearsr_edge.model.components import component_module
+from linearsr_edge.model.folder import ModelFolder
+from linearsr_edge.pipeline.imaging import read_image
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.pipeline.runtime import SRRuntime
+from linearsr_edge.pipeline.session import backends_for, pick_backend
+from linearsr_edge.quality.golden import record_golden, step_deltas
+from linearsr_edge.quality.parity import enforce, max_abs_row, psnr_row, sqnr_row, step_row
+from linearsr_edge.reference import load_model_folder
 from linearsr_edge.registry import wrong_platform
-from linearsr_edge.runtimes import SRRuntime, pick_backend
-from linearsr_edge.runtimes.base import backends_for
-from linearsr_edge.specs import ComponentSpec, Profile, component_specs
+from linearsr_edge.serial import to_data
+from linearsr_edge.specs import ComponentId, ComponentSpec, Profile, component_specs
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
+from linearsr_edge.targets import Exporter, TargetInfo, get_target
 
 log = logging.getLogger(__name__)
 
@@ -80,41 +93,13 @@ class Source:
 
 
 @dataclass
-class Verification:
-    verified: bool
-    rows: list[CheckRow]
-    thresholds: QualityThresholds
-    backend: str | None = None
-    backend_version: str | None = None
-    reason: str | None = None
-    settings: dict[str, Any] | None = None  # the backend settings the checks ran with (e.g. precision hint)
-    finish: str | None = None  # the command that verifies the bundle on its device
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"verified": self.verified, "thresholds": self.thresholds.__dict__}
-        if self.verified or self.backend is not None:  # unverified with checks: say where they ran
-            d.update(
-                backend=self.backend,
-                backend_version=self.backend_version,
-                backend_settings=self.settings,
-                machine=machine_summary(),  # the CPU and ISA the gates ran on: INT8 results depend on it
-            )
-        if not self.verified:
-            d["reason"] = self.reason
-            if self.finish:
-                d["finish_on_device"] = self.finish
-        d["rows"] = [r.to_dict() for r in self.rows]
-        return d
-
-
-@dataclass
 class ExportResult:
     bundle: Bundle
-    verification: Verification
+    verification: VerificationRecord
 
     @property
     def rows(self) -> list[CheckRow]:
-        return self.verification.rows
+        return list(self.verification.rows)
 
 
 # -- stage 1: the source --------------------------------------------------------------------------
@@ -136,7 +121,7 @@ def resolve_tags(folder: ModelFolder, opts: ExportOptions) -> TagVocabulary | No
     if opts.text_encoder is not None and opts.cond_file is not None:
         raise ConfigError("give --text-encoder or --cond-file, not both")
     if opts.text_encoder is not None:
-        from linearsr_edge.textenc import encode_tags
+        from linearsr_edge.model.textenc import encode_tags
 
         return encode_tags(opts.text_encoder, opts.tags, folder.cfg.cond_dim)
     if opts.cond_file is not None:
@@ -192,30 +177,30 @@ def calibrate(source: Source, target: TargetInfo, opts: ExportOptions) -> Calibr
 # -- stage 3: the components ----------------------------------------------------------------------
 def export_components(
     source: Source, exporter: Exporter, calib: CalibrationSet | None, writer: BundleWriter, opts: ExportOptions
-) -> dict[str, Any]:
-    """Every component into the writer's folder; returns the manifest's ``components`` entries."""
+) -> dict[str, ComponentEntry]:
+    """Every component into the writer's folder; returns the manifest's component entries (each with the spec
+    as exported: the target's size policy)."""
     components = {}
     bar = tqdm(source.specs, desc=f"export {opts.target}", unit="component", disable=not opts.progress)
     for spec in bar:
         interrupt.check()
         bar.set_postfix_str(spec.name)
         data = None
-        if calib is not None and spec.kind == "expert" and calib.samples.get(int(spec.name[7:])):
-            data = calib.samples[int(spec.name[7:])]
+        if calib is not None and spec.kind == "expert" and calib.samples.get(spec.id.expert_index):
+            data = calib.samples[spec.id.expert_index]
         files = exporter.export(component_module(source.folder, spec.name), spec, writer.tmp, calibration=data)
-        components[spec.name] = {
-            "file": files[0].name,
-            "files": [f.name for f in files],
-            "bytes": sum(disk_bytes(f) for f in files),
-            "spec": spec.to_dict(),
-        }
+        components[spec.name] = ComponentEntry(
+            files[0].name, tuple(f.name for f in files), sum(disk_bytes(f) for f in files), exporter.spec_of(spec)
+        )
     if source.tags is not None:
         writer.write_tags(source.tags)
     return components
 
 
 # -- stage 3b: the golden set ---------------------------------------------------------------------
-def write_golden(source: Source, calib: CalibrationSet | None, writer: BundleWriter, opts: ExportOptions) -> dict:
+def write_golden(
+    source: Source, calib: CalibrationSet | None, writer: BundleWriter, opts: ExportOptions
+) -> GoldenRecord:
     """Record the golden set (`linearsr_edge.golden`) at the profile's smallest input size from a held-out
     photo (or the parity photo), write it into the bundle, and return its manifest entry."""
     if calib is not None and calib.heldout_images:
@@ -236,20 +221,20 @@ def write_golden(source: Source, calib: CalibrationSet | None, writer: BundleWri
     )
     golden = record_golden(source.reference.process, crop)
     golden.save(writer.tmp / GOLDEN_FILE)
-    return {
-        "file": GOLDEN_FILE,
-        "bytes": (writer.tmp / GOLDEN_FILE).stat().st_size,
-        "cases_per_expert": {str(k): len(v) for k, v in golden.experts.items()},
-        "lr_size": [side, side],
-        "steps": golden.steps,
-        "seed": golden.seed,
-    }
+    return GoldenRecord(
+        GOLDEN_FILE,
+        (writer.tmp / GOLDEN_FILE).stat().st_size,
+        {str(k): len(v) for k, v in golden.experts.items()},
+        (side, side),
+        golden.steps,
+        golden.seed,
+    )
 
 
 # -- stage 4: verification ------------------------------------------------------------------------
 def verify(
     source: Source, target: TargetInfo, calib: CalibrationSet | None, staged: Bundle, opts: ExportOptions
-) -> Verification:
+) -> VerificationRecord:
     """Run the staged bundle on the target's own backend and check it against the PyTorch reference."""
     thresholds = opts.thresholds or QualityThresholds.default(target.precision)
     try:
@@ -259,8 +244,10 @@ def verify(
         # a backend that runs on another OS (Core ML: macOS) verifies it there, from the golden set
         elsewhere = [b for b in backends_for(target.format) if wrong_platform(b)]
         finish = f"linearsr-verify {shlex.quote(str(opts.out))}" if elsewhere else None
-        return Verification(False, [], thresholds, reason=f"not verified on this machine: {exc}", finish=finish)
-    runtime = SRRuntime.load(staged, backend=backend.name, options=backend.verification_options())
+        return VerificationRecord(
+            False, thresholds, reason=f"not verified on this machine: {exc}", finish_on_device=finish
+        )
+    runtime = SRRuntime(backend.backend_class(staged, backend.verification_options()))
     try:
         if calib is None:
             rows = _parity_rows(source, runtime, thresholds, opts)
@@ -269,14 +256,21 @@ def verify(
         settings = runtime.backend_settings()
     finally:
         runtime.close()
+    ran = dict(
+        rows=tuple(rows),
+        backend=backend.name,
+        backend_version=backend.version(),
+        backend_settings=settings,
+        machine=machine_summary(),  # the CPU and ISA the gates ran on: INT8 results depend on it
+    )
     if target.verified_by and backend.name not in target.verified_by:
         reason = (
             f"not verified on this machine: {target.name} runs on {' or '.join(target.verified_by)} engines, built on "
             f"the device; these gates ran the same graphs on {backend.name} {backend.version()}"
         )
         finish = f"linearsr-build-engines {shlex.quote(str(opts.out))}"
-        return Verification(False, rows, thresholds, backend.name, backend.version(), reason, settings, finish)
-    return Verification(True, rows, thresholds, backend.name, backend.version(), settings=settings)
+        return VerificationRecord(False, thresholds, reason=reason, finish_on_device=finish, **ran)
+    return VerificationRecord(True, thresholds, **ran)
 
 
 def _parity_rows(
@@ -348,33 +342,43 @@ def build_bundle(opts: ExportOptions) -> ExportResult:
     source = resolve_source(opts)
     exporter.prepare(source.specs)  # may refuse its options for these specs, before any calibration
     calib = calibrate(source, target, opts)
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    export_id = hashlib.sha256(
+        json.dumps([__version__, target.name, source.folder.cfg.to_dict(), created, opts.out.name]).encode()
+    ).hexdigest()[:16]
+    exporter.metadata = {
+        "model": source.record.get("path") or source.record["kind"],
+        "target": target.name,
+        "precision": target.precision.value,
+        "export_id": export_id,
+        "package_version": __version__,
+    }
+    exporter.bands = {str(ComponentId.expert(k)): str(b) for k, b in enumerate(source.folder.cfg.bands)}
     with BundleWriter(opts.out, overwrite=opts.overwrite) as writer:
         components = export_components(source, exporter, calib, writer, opts)
-        writer.manifest.update(
-            {
-                "package_version": __version__,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "target": target.name,
-                "format": target.format,
-                "precision": target.precision.value,
-                "model": source.folder.cfg.to_dict(),
-                "codec": {**source.folder.codec.to_config(), "factor": source.folder.codec.factor},
-                "bands": [[b.low, b.high] for b in source.folder.cfg.bands],
-                "profile": opts.profile.to_dict(),
-                "source": source.record,
-                "components": components,
-                "tags": {"names": list(source.tags.names), "file": "cond/tags.npy"} if source.tags else None,
-                "calibration": calib.summary() if calib is not None and target.calibration == "full" else None,
-                "target_options": dict(exporter.options.__dict__) if exporter.options is not None else {},
-            }
+        manifest = Manifest(
+            target=target.name,
+            format=target.format,
+            precision=target.precision,
+            model=source.folder.cfg.to_dict(),
+            codec={**source.folder.codec.to_config(), "factor": source.folder.codec.factor},
+            bands=tuple((b.low, b.high) for b in source.folder.cfg.bands),
+            profile=opts.profile,
+            components=components,
+            verification=VerificationRecord(False, opts.thresholds or QualityThresholds.default(target.precision)),
+            source=SourceRecord(source.record["kind"], source.record.get("path")),
+            package_version=__version__,
+            created=created,
+            export_id=export_id,
+            tags=TagsRecord(tuple(source.tags.names)) if source.tags is not None else None,
+            calibration=calib.record() if calib is not None and target.calibration == "full" else None,
+            target_options=to_data(exporter.options) if exporter.options is not None else {},
+            families=exporter.sections(),
         )
-        writer.manifest.update(exporter.manifest_entries())
-        writer.manifest["golden"] = write_golden(source, calib, writer, opts)
-        staged = Bundle(writer.tmp, {**writer.manifest, "files": {}})
+        manifest = replace(manifest, golden=write_golden(source, calib, writer, opts))
         interrupt.check()
-        verification = verify(source, target, calib, staged, opts)
-        writer.manifest["verification"] = verification.to_dict()
+        verification = verify(source, target, calib, writer.staged(manifest), opts)
         enforce(verification.rows, opts.target, opts.out)
         interrupt.check()  # never commit a bundle the user asked to stop
-        bundle = writer.commit()
+        bundle = writer.commit(replace(manifest, verification=verification))
     return ExportResult(bundle, verification)

@@ -9,17 +9,20 @@ loop) over PyTorch modules instead of bundle sessions.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from linearsr_edge.components import component_module_of
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.model.codec import LatentCodec
+from linearsr_edge.model.components import component_module_of
 from linearsr_edge.model.experts import SNRExperts
-from linearsr_edge.runtimes.base import Session
-from linearsr_edge.runtimes.sr import SRRuntime
+from linearsr_edge.model.folder import ModelFolder, read_model_folder
+from linearsr_edge.pipeline.runtime import SRRuntime
+from linearsr_edge.pipeline.session import Components, Session
 from linearsr_edge.specs import ComponentSpec, Profile, component_specs
 from linearsr_edge.tags import TagVocabulary
 
@@ -63,6 +66,28 @@ class ReferenceSession(Session):
         return call_module(self.module, self.spec, feeds)
 
 
+class ReferenceComponents(Components):
+    """A model's PyTorch modules as the components a runtime runs (the reference; not a backend of bundles)."""
+
+    def __init__(
+        self, experts: SNRExperts, codec: LatentCodec, tags: TagVocabulary | None, profile: Profile, half: bool
+    ) -> None:
+        if codec.latent_channels != experts.cfg.latent_channels:
+            raise ConfigError(
+                f"codec gives {codec.latent_channels} latent channels, model expects {experts.cfg.latent_channels}"
+            )
+        specs = {s.name: s for s in component_specs(experts.cfg, profile, codec.factor)}
+        super().__init__(experts.cfg, codec.factor, specs, tags)
+        if half:
+            experts, codec = copy.deepcopy(experts), copy.deepcopy(codec)
+        self.experts, self.codec, self.half = experts, codec, half
+        self.name = "reference-fp16" if half else "reference"
+
+    def open(self, component: str) -> Session:
+        module = component_module_of(self.experts, self.codec, component)
+        return ReferenceSession(HalfPrecision(module) if self.half else module, self.specs[component])
+
+
 def reference_runtime(
     experts: SNRExperts,
     codec: LatentCodec,
@@ -72,18 +97,19 @@ def reference_runtime(
 ) -> SRRuntime:
     """The reference pipeline: FP32 PyTorch experts and codec in the shared host loop (``half``: copies of
     them in FP16 behind FP32 I/O, see `HalfPrecision`)."""
-    if codec.latent_channels != experts.cfg.latent_channels:
-        raise ConfigError(
-            f"codec gives {codec.latent_channels} latent channels, model expects {experts.cfg.latent_channels}"
-        )
-    cfg = experts.cfg
-    specs = {s.name: s for s in component_specs(cfg, profile, codec.factor)}
+    return SRRuntime(ReferenceComponents(experts, codec, tags, profile, half))
 
-    if half:
-        experts, codec = copy.deepcopy(experts), copy.deepcopy(codec)
 
-    def opener(name: str) -> Session:
-        module = component_module_of(experts, codec, name)
-        return ReferenceSession(HalfPrecision(module) if half else module, specs[name])
+@dataclass
+class ReferenceModel(ModelFolder):
+    """A loaded model folder with its PyTorch reference pipeline: ``load_model_folder(path).reference()``."""
 
-    return SRRuntime(cfg, codec.factor, specs, opener, "reference-fp16" if half else "reference", tags=tags)
+    def reference(self) -> SRRuntime:
+        """The PyTorch reference pipeline: an `SRRuntime` over this folder's modules."""
+        return reference_runtime(self.experts, self.codec, self.tags)
+
+
+def load_model_folder(folder: str | Path) -> ReferenceModel:
+    """Load a model folder (`linearsr_edge.model.folder.read_model_folder`) with its reference attached."""
+    loaded = read_model_folder(folder)
+    return ReferenceModel(**{f.name: getattr(loaded, f.name) for f in fields(ModelFolder)})

@@ -60,13 +60,30 @@ class Exporter(abc.ABC):
 
     def __init__(self, options: Any = None) -> None:
         self.options = options
+        # what every artifact says of itself (model, target, precision, export id, package version), set by the
+        # build before the first export; `metadata_for` adds the component and its band
+        self.metadata: dict[str, str] = {}
+        self.bands: dict[str, str] = {}  # expert name -> its log-SNR band, set with ``metadata``
 
     def prepare(self, specs: Sequence[ComponentSpec]) -> None:  # noqa: B027  (most exporters need nothing)
         """Called once with every component's spec before the first `export` (e.g. to read the codec factor)."""
 
-    def manifest_entries(self) -> dict[str, Any]:
-        """Settings and reports to record in the bundle manifest after every component is exported."""
+    def spec_of(self, spec: ComponentSpec) -> ComponentSpec:
+        """The spec as this target exported it (its size policy: Core ML's listed sizes); the manifest keeps it."""
+        return spec
+
+    def sections(self) -> dict[str, Any]:
+        """The manifest sections of the families this export used (``{"onnx": OnnxSection(...)}``), after every
+        component is exported."""
         return {}
+
+    def metadata_for(self, spec: ComponentSpec) -> dict[str, str]:
+        """The metadata written into one component's artifact (ONNX ``metadata_props``, OpenVINO ``rt_info``, Core
+        ML ``user_defined_metadata``, TensorRT's engine sidecar): what a lifted file is and where it came from."""
+        meta = {"linearsr.component": spec.name, **{f"linearsr.{k}": v for k, v in self.metadata.items()}}
+        if spec.name in self.bands:
+            meta["linearsr.band"] = self.bands[spec.name]
+        return meta
 
     @abc.abstractmethod
     def export(

@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from linearsr_edge import interrupt
 from linearsr_edge.errors import CalibrationError, ImageError
-from linearsr_edge.imaging import check_image, read_image
+from linearsr_edge.manifest import CalibrationRecord
 from linearsr_edge.options import flag
-from linearsr_edge.process import SampleOptions, SRProcess
+from linearsr_edge.pipeline.imaging import check_image, read_image
+from linearsr_edge.pipeline.process import SampleOptions, SRProcess
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 Feeds = dict[str, np.ndarray]
@@ -81,18 +82,19 @@ class CalibrationSet:
             h.update(np.ascontiguousarray(img).tobytes())
         return h.hexdigest()
 
-    def summary(self) -> dict:
-        return {
-            "sha256": self.digest(),
-            "mode": "pooled" if self.options.pooled else "band",
-            "images": self.image_names,
-            "heldout_images": len(self.heldout_images),
-            "heldout_samples_per_expert": {str(k): len(v) for k, v in sorted(self.heldout.items())},
-            "samples_per_expert": {str(k): len(v) for k, v in sorted(self.samples.items())},
-            "seed": self.options.seed,
-            "crop": self.options.crop,
-            "bands": self.bands,
-        }
+    def record(self) -> CalibrationRecord:
+        """What the manifest records of this calibration."""
+        return CalibrationRecord(
+            sha256=self.digest(),
+            mode="pooled" if self.options.pooled else "band",
+            images=tuple(self.image_names),
+            heldout_images=len(self.heldout_images),
+            heldout_samples_per_expert={str(k): len(v) for k, v in sorted(self.heldout.items())},
+            samples_per_expert={str(k): len(v) for k, v in sorted(self.samples.items())},
+            seed=self.options.seed,
+            crop=self.options.crop,
+            bands=tuple(self.bands),
+        )
 
 
 def images_from_dir(folder: str | Path) -> Iterator[tuple[str, np.ndarray]]:

@@ -1,4 +1,5 @@
 """``linearsr-build-engines``: build a TensorRT bundle's engines on the device that runs them, and verify them.
+The command line only: the work is the TensorRT family's (`linearsr_edge.backends.tensorrt.engines`).
 
 Engines are specific to the GPU and the TensorRT release, so ``linearsr-export --target trt-fp16``
 (or ``trt-int8``) writes the ONNX graphs and a recipe; this command, run on the Jetson or GPU
@@ -48,19 +49,24 @@ def _run(args: argparse.Namespace) -> int:
     if args.workspace is not None and args.workspace < 64:
         raise ConfigError("--workspace must be at least 64 MiB")
     bundle = Bundle.load(args.bundle)
-    recipe = bundle.manifest.get("tensorrt")
-    if bundle.format != "tensorrt" or not recipe:
+    recipe = bundle.manifest.family("tensorrt")
+    if bundle.format != "tensorrt" or recipe is None:
         raise ConfigError(f"{bundle.path} is a {bundle.target} bundle; engines are built for trt-fp16 / trt-int8 only")
     if args.print:
         print(f"cd {bundle.path} && mkdir -p engines")
-        print("\n".join(recipe["trtexec"]))
+        print("\n".join(recipe.trtexec))
         return 0
-    from linearsr_edge.runtimes.tensorrt import build_engines
+    from linearsr_edge.backends.tensorrt.engines import build_engines
+    from linearsr_edge.backends.tensorrt.options import TRTRuntimeOptions
+    from linearsr_edge.pipeline.session import get_backend
 
-    here, report = build_engines(bundle.path, args.workspace, args.cuda_device, progress=not args.quiet)
-    print(report.table())
+    backend = get_backend("tensorrt").backend_class  # BackendUnavailableError names the extra where TensorRT is missing
+    options = TRTRuntimeOptions(device=args.cuda_device)
+    built = build_engines(bundle, backend, options, args.workspace, progress=not args.quiet)
+    here = built.here
+    print(built.report.table())
     print(
-        f"built {len(recipe['components'])} engines for {here.gpu} (compute {here.compute_capability}) with "
+        f"built {len(recipe.components)} engines for {here.gpu} (compute {here.compute_capability}) with "
         f"TensorRT {here.tensorrt}; {bundle.path} is verified"
     )
     return 0

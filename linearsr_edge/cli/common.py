@@ -64,7 +64,7 @@ def add_backend_flags(parser: argparse.ArgumentParser, note: str = "", skip: tup
     """Every registered backend's option flags, one group per backend (the shared ones first); ``skip``:
     flags the command defines itself."""
     from linearsr_edge.options import add_flags, flags_of
-    from linearsr_edge.runtimes.base import BACKENDS, BackendOptions
+    from linearsr_edge.pipeline.session import BACKENDS, BackendOptions
 
     seen: set[str] = set(skip)
     add_flags(parser.add_argument_group(f"backend options ({note}every backend)"), BackendOptions, seen)

@@ -27,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def recommend(profile) -> tuple[str | None, str]:
     """The profile's first target that this install can export, and why."""
-    from linearsr_edge.exporters import all_targets
     from linearsr_edge.registry import wrong_platform
+    from linearsr_edge.targets import all_targets
 
     targets = {t.name: t for t in all_targets()}
     skipped = []
@@ -48,8 +48,8 @@ def recommend(profile) -> tuple[str | None, str]:
 def report(profile_file: Path | None = None) -> dict[str, Any]:
     from linearsr_edge.devices import detect
     from linearsr_edge.devices.profiles import load_profile, match_profile
+    from linearsr_edge.pipeline.session import BACKENDS
     from linearsr_edge.registry import unavailable_reason
-    from linearsr_edge.runtimes.base import BACKENDS
 
     device = detect()
     profile = match_profile(device)

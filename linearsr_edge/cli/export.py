@@ -11,13 +11,13 @@ import argparse
 from pathlib import Path
 
 from linearsr_edge.calibration.collect import CalibrationOptions
-from linearsr_edge.calibration.gates import QualityThresholds
+from linearsr_edge.checks import QualityThresholds
 from linearsr_edge.cli.common import quiet_third_party, run_cli, version_string
 from linearsr_edge.errors import ConfigError
-from linearsr_edge.exporters import TargetInfo, all_targets, get_target
 from linearsr_edge.options import add_flags, flags_of, from_flags, given_flags, refuse_flags
 from linearsr_edge.registry import PLATFORM_NAMES, wrong_platform
 from linearsr_edge.specs import Profile, ProfileError, parse_resolution
+from linearsr_edge.targets import TargetInfo, all_targets, get_target
 
 PROG = "linearsr-export"
 PROFILE_FLAGS = {
@@ -181,7 +181,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     check_destination(out, args.overwrite)
     given = vars(args)
     from linearsr_edge.build import ExportOptions, build_bundle  # the heavy imports (torch), after the checks
-    from linearsr_edge.parity import format_rows
+    from linearsr_edge.quality.parity import format_rows
 
     if not args.verbose:
         quiet_third_party()
@@ -211,8 +211,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"{line}, verified on {verification.backend} {verification.backend_version}")
     else:
         print(f"{line}, NOT VERIFIED: {verification.reason}")
-        if verification.finish:
-            print(f"to finish, on the device: {verification.finish}")
+        if verification.finish_on_device:
+            print(f"to finish, on the device: {verification.finish_on_device}")
     if args.triton_repo is not None:
         from linearsr_edge.serving.triton import write_repository
 

@@ -119,7 +119,7 @@ def input_size(resolution: str | None, bundle) -> tuple[int, int]:
 
 def load_frame(path: Path | None, height: int, width: int):
     from linearsr_edge.demo import SAMPLES_DIR
-    from linearsr_edge.imaging import read_image
+    from linearsr_edge.pipeline.imaging import read_image
     from linearsr_edge.profiling import fit_frame
 
     return fit_frame(read_image(path or SAMPLES_DIR / DEFAULT_FRAME), height, width)
@@ -130,7 +130,7 @@ class _Opener:
 
     def __init__(self, args: argparse.Namespace, given: list[str], bundles: list) -> None:
         from linearsr_edge.options import flags_of, from_flags, refuse_flags
-        from linearsr_edge.runtimes.base import choose_backend
+        from linearsr_edge.pipeline.session import choose_backend
 
         self.bundles = bundles
         self.infos = [choose_backend(b.format, args.backend) for b in bundles]
@@ -143,10 +143,10 @@ class _Opener:
 
     @contextmanager
     def __call__(self, i: int):
-        from linearsr_edge.runtimes import SRRuntime
+        from linearsr_edge.runtime import SRRuntime
 
         runtime = SRRuntime.load(
-            self.bundles[i], backend=self.infos[i].name, options=self.options[i], residency=self.residency
+            self.bundles[i], self.infos[i].name, self.options[i], residency=self.residency, build="if-needed"
         )
         try:
             yield runtime
@@ -194,7 +194,7 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
     from tqdm import tqdm
 
     from linearsr_edge.bundle import Bundle
-    from linearsr_edge.process import SampleOptions
+    from linearsr_edge.pipeline.process import SampleOptions
     from linearsr_edge.profiling import compare_rows, format_compare, plot_report, profile_many, to_json
 
     paths = ([args.bundle] if args.bundle else []) + list(args.compare)
@@ -211,7 +211,7 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
     if args.plot is not None and len(paths) > 1:
         raise ConfigError("--plot draws one bundle; drop --compare or --plot")
     bundles = [Bundle.load(p) for p in paths]
-    models = {json.dumps(b.manifest.get("model"), sort_keys=True) for b in bundles}
+    models = {json.dumps(b.manifest.model, sort_keys=True) for b in bundles}
     if len(models) > 1 and args.budget_ms is not None:
         raise ConfigError("--budget-ms compares bundles of one model; these bundles hold different models")
     height, width = input_size(args.frame_resolution, bundles[0])
@@ -233,7 +233,7 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
         reports = profile_many(configs, frame, args.runs, args.warmup, args.batch, bar.update)
     if args.plot is not None:
         plot_report(reports[0], args.plot)
-    rows = compare_rows(reports, [b.manifest for b in bundles]) if len(reports) > 1 else None
+    rows = compare_rows(reports, bundles) if len(reports) > 1 else None
     if args.json:
         print(to_json({"reports": [r.to_dict() for r in reports], "compare": rows}))
         return 0

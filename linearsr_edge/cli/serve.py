@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
-from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 from linearsr_edge.options import given_flags, positive_int
+from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 
 
 def _common(ap: argparse.ArgumentParser, bundle_required: bool = True) -> None:
@@ -82,7 +82,7 @@ def serve_parser() -> argparse.ArgumentParser:
 
 def _options(args, given):
     from linearsr_edge.bundle import Bundle
-    from linearsr_edge.runtimes import choose_backend
+    from linearsr_edge.pipeline.session import choose_backend
 
     bundle = Bundle.load(args.bundle)
     info = choose_backend(bundle.format, args.backend)

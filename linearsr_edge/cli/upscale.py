@@ -13,10 +13,10 @@ from tqdm import tqdm
 
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, ImageError
-from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
 from linearsr_edge.options import given_flags, positive_int
-from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes.base import choose_backend, describe_settings
+from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS, read_image, write_image
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.pipeline.session import choose_backend, describe_settings
 
 PROG = "linearsr-upscale"
 
@@ -120,18 +120,18 @@ def load_upscaler(args: argparse.Namespace, backend_flags: list[str] | None = No
     backend_flags = backend_flags or []
     if args.bundle is not None:
         from linearsr_edge.bundle import Bundle
-        from linearsr_edge.runtimes import SRRuntime
+        from linearsr_edge.runtime import SRRuntime
 
         bundle = Bundle.load(args.bundle)
         info = choose_backend(bundle.format, args.backend)
         options = backend_options(info, args, backend_flags)
         residency = int(args.residency) if args.residency.isdigit() else args.residency
-        return SRRuntime.load(bundle, backend=info.name, options=options, residency=residency)
+        return SRRuntime.load(bundle, backend=info.name, options=options, residency=residency, build="if-needed")
     if backend_flags:
         raise ConfigError(f"{', '.join(backend_flags)}: backend options apply to --bundle only")
     try:
         from linearsr_edge.demo import load_demo
-        from linearsr_edge.model.folder import load_model_folder
+        from linearsr_edge.reference import load_model_folder
     except ImportError as exc:
         raise BackendUnavailableError(
             f"running a model without --bundle needs the PyTorch reference ({exc.name} is missing): "

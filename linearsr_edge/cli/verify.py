@@ -19,7 +19,7 @@ from pathlib import Path
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
 from linearsr_edge.errors import LinearSRError
 from linearsr_edge.options import given_flags
-from linearsr_edge.runtimes.base import choose_backend
+from linearsr_edge.pipeline.session import choose_backend
 
 PROG = "linearsr-verify"
 EXIT_FAILED = 1
@@ -69,7 +69,7 @@ def kernel_check(bundle, options, report) -> dict:
     U8 x S8 pair sums; 7-bit weights cannot)."""
     from dataclasses import replace
 
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.runtime import SRRuntime
 
     emulated = replace(options, session_config={**options.session_config, "session.disable_quant_qdq": "1"})
     with SRRuntime.load(bundle, backend="onnxruntime", options=emulated) as runtime:
@@ -81,7 +81,7 @@ def kernel_check(bundle, options, report) -> dict:
 def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
     from linearsr_edge.bundle import Bundle
     from linearsr_edge.errors import ConfigError
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.runtime import SRRuntime
 
     if args.runs < 1:
         raise ConfigError("--runs must be at least 1")
@@ -90,12 +90,12 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
         bundle = Bundle.load(path)
         info = choose_backend(bundle.format, args.backend)
         options = backend_options(info, args, backend_flags)
-        with SRRuntime.load(bundle, backend=info.name, options=options) as runtime:
+        with SRRuntime.load(bundle, backend=info.name, options=options, build="if-needed") as runtime:
             report = runtime.verify()
             if not args.no_timing:
                 timings[path] = (bundle, *step_ms(runtime, args.runs))
                 report.extra["step_ms"] = round(timings[path][1], 3)
-        if bundle.manifest.get("precision") == "int8" and info.name == "onnxruntime":
+        if bundle.precision.value == "int8" and info.name == "onnxruntime":
             report.extra["kernel_check"] = kernel_check(bundle, options, report)
         report.extra["verdict"] = verdict(bundle, report)
         reports.append((bundle, report))
@@ -137,7 +137,7 @@ def _print_report(bundle, report, timing) -> None:
 def verdict(bundle, report) -> str:
     """``PASSED`` / ``FAILED for ...``; a bundle whose own runtime did not run here (TensorRT engines, whose
     graphs ONNX Runtime checked) says what ran and that it stays unverified."""
-    from linearsr_edge.exporters import get_target
+    from linearsr_edge.targets import get_target
 
     backend = report.fingerprint.get("backend")
     try:
@@ -147,7 +147,7 @@ def verdict(bundle, report) -> str:
     if not report.passed:
         return f"FAILED for {', '.join(report.failed_components)} on {backend}"
     if verified_by and backend not in verified_by:
-        finish = bundle.verification.get("finish_on_device") or f"linearsr-build-engines {bundle.path}"
+        finish = bundle.verification.finish_on_device or f"linearsr-build-engines {bundle.path}"
         return (
             f"checks passed on {backend}, which ran the bundle's graphs; NOT VERIFIED for "
             f"{' or '.join(verified_by)}: the engines run only where they are built ({finish})"
@@ -160,7 +160,7 @@ def _advice(timings: dict) -> str | None:
     (so the same runtime: onnx-int8 against onnx-fp32, ov-int8 against ov-fp32) outruns here."""
     by_model: dict[str, list] = {}
     for bundle, ms, where in timings.values():
-        key = json.dumps(bundle.manifest.get("model"), sort_keys=True)
+        key = json.dumps(bundle.manifest.model, sort_keys=True)
         by_model.setdefault(key, []).append((ms, bundle, where))
     lines = []
     for entries in by_model.values():
@@ -171,9 +171,9 @@ def _advice(timings: dict) -> str | None:
             f"fastest here: {fastest[1].target} ({fastest[0]:.1f} ms per step at {fastest[2]}): {fastest[1].path}"
         )
         for ms, bundle, where in entries:
-            if bundle.manifest.get("precision") != "int8":
+            if bundle.precision.value != "int8":
                 continue
-            same = [e for e in entries if e[1].format == bundle.format and e[1].manifest.get("precision") == "fp32"]
+            same = [e for e in entries if e[1].format == bundle.format and e[1].precision.value == "fp32"]
             beaten = [e for e in same if e[0] <= ms]
             if beaten:
                 best = min(beaten, key=lambda e: e[0])

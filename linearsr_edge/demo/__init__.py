@@ -12,7 +12,7 @@ SAMPLES_DIR = DEMO_DIR / "samples"
 
 def load_demo():
     """The demo LinearSR shipped inside the package (4x, 4 SNR experts, tag conditioning)."""
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.reference import load_model_folder
 
     if not (DEMO_DIR / "experts.safetensors").is_file():
         raise CheckpointError(

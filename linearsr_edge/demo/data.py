@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from linearsr_edge.errors import ConfigError
-from linearsr_edge.imaging import read_image
+from linearsr_edge.pipeline.imaging import read_image
 
 # photo file -> tags. Grayscale photos are replicated to RGB.
 TRAIN_PHOTOS: dict[str, tuple[str, ...]] = {

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from linearsr_edge.demo.data import HELDOUT_PHOTOS, Degradation, crop_to_multiple, downscale, load_photo, psnr
-from linearsr_edge.imaging import bicubic_resize, from_model, to_model
-from linearsr_edge.process import SampleOptions
+from linearsr_edge.pipeline.imaging import bicubic_resize, from_model, to_model
+from linearsr_edge.pipeline.process import SampleOptions
 
 
 @dataclass(frozen=True)

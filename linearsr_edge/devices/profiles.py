@@ -107,6 +107,14 @@ def match_profile(device: DeviceInfo, profiles: Sequence[DeviceProfile] | None =
     return next((p for p in (profiles or builtin_profiles()) if p.matches(device)), None)
 
 
+@functools.lru_cache(maxsize=1)
+def this_device_profile() -> DeviceProfile | None:
+    """The profile of the device this runs on (None when none matches); detected once per process."""
+    from linearsr_edge.devices.detect import detect
+
+    return match_profile(detect())
+
+
 def load_profile(path: Path, base: DeviceProfile | None = None) -> DeviceProfile:
     """A user's profile file: a whole profile, or (with ``base``) only the fields to override."""
     data = _read(path)

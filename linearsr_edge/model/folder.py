@@ -33,12 +33,6 @@ class ModelFolder:
     tags: TagVocabulary | None
     meta: dict[str, Any]
 
-    def reference(self):
-        """The PyTorch reference pipeline: an `SRRuntime` over this folder's modules."""
-        from linearsr_edge.reference import reference_runtime
-
-        return reference_runtime(self.experts, self.codec, self.tags)
-
 
 def read_folder_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
@@ -54,8 +48,9 @@ def read_folder_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def load_model_folder(folder: str | Path) -> ModelFolder:
-    """Load config, experts, codec and tag vocabulary from a model folder. Strict."""
+def read_model_folder(folder: str | Path) -> ModelFolder:
+    """Load config, experts, codec and tag vocabulary from a model folder. Strict. (`linearsr_edge.load_model_folder`
+    gives the same with its PyTorch reference pipeline attached.)"""
     folder = Path(folder)
     data = read_folder_config(folder)
     cfg = ModelConfig.from_dict(data["model"])
@@ -79,7 +74,7 @@ def save_model_folder(
     tags: TagVocabulary | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a model folder that `load_model_folder` reads back."""
+    """Write a model folder that `read_model_folder` reads back."""
     from safetensors.torch import save_file
 
     folder = Path(folder)

@@ -6,15 +6,17 @@ three component functions and runs this same loop.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from linearsr_edge.config import ModelConfig
 from linearsr_edge.errors import ConfigError
-from linearsr_edge.imaging import (
+from linearsr_edge.pipeline.imaging import (
     DEFAULT_MAX_OUTPUT_PIXELS,
     bicubic_resize,
     check_image,
@@ -30,6 +32,7 @@ from linearsr_edge.tags import TagVocabulary
 EncodeFn = Callable[[np.ndarray], np.ndarray]  # image [B, 3, H, W] -> latent [B, C, h, w]
 DecodeFn = Callable[[np.ndarray], np.ndarray]  # latent -> image
 ExpertFn = Callable[[int, dict[str, np.ndarray]], np.ndarray]  # (k, {latent, lr_latent, sigma, cond}) -> velocity
+BindFn = Callable[[dict[str, np.ndarray]], AbstractContextManager[ExpertFn]]  # static inputs -> expert(k, rest)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class SRProcess:
     expert: ExpertFn
     tags: TagVocabulary | None = None
     max_batch: int = 1 << 30  # the components' largest batch
+    # binds the inputs that stay the same across a batch's steps (LR latent, tags) once: a context giving
+    # ``expert(k, {latent, sigma})``; None: every step passes every input to ``expert``
+    bind: BindFn | None = None
 
     def plan(self, opts: SampleOptions) -> StepPlan:
         steps = self.cfg.default_steps if opts.steps is None else opts.steps
@@ -133,22 +139,22 @@ class SRProcess:
             raise ConfigError(f"cond must be [L, {self.cfg.cond_dim}], got {cond.shape}")
         groups = [self._prepare(images, idx, seeds, float(plan.sigma[0])) for idx in self._batches(images)]
 
-        def velocity_for(g: _Group):
-            cond_b = np.repeat(cond[None], len(g.indices), axis=0)  # [n, L, D]
-
+        def velocity_for(expert: ExpertFn):
             def velocity(k: int, xt: np.ndarray, sigma: float) -> np.ndarray:
-                feeds = {
-                    "latent": xt.astype(np.float32, copy=False),
-                    "lr_latent": g.lr_latent,
-                    "sigma": np.full((xt.shape[0],), sigma, np.float32),
-                    "cond": cond_b,
-                }
-                return self.expert(k, feeds)
+                latent = xt.astype(np.float32, copy=False)
+                return expert(k, {"latent": latent, "sigma": np.full((xt.shape[0],), sigma, np.float32)})
 
             return velocity
 
         t1 = time.perf_counter()
-        finals = sample_many(plan, [g.x for g in groups], [velocity_for(g) for g in groups], on_step)
+        with contextlib.ExitStack() as stack:  # each group's LR latent and tags bound once for all its steps
+            experts = [
+                stack.enter_context(
+                    self._bound({"lr_latent": g.lr_latent, "cond": np.repeat(cond[None], len(g.indices), axis=0)})
+                )
+                for g in groups
+            ]
+            finals = sample_many(plan, [g.x for g in groups], [velocity_for(e) for e in experts], on_step)
         t2 = time.perf_counter()
         outputs: dict[int, np.ndarray] = {}
         for g, x0 in zip(groups, finals, strict=True):
@@ -166,7 +172,7 @@ class SRProcess:
         self,
         image: np.ndarray,
         opts: SampleOptions | None = None,
-        tile: int = 64,
+        tile: int | tuple[int, int] = 64,
         overlap: int = 16,
         cond: np.ndarray | None = None,
         on_step: Callable[[int], None] | None = None,
@@ -180,7 +186,7 @@ class SRProcess:
         the state they continue from. Tiles share expert calls, ``batch`` at a time (default ``max_batch``;
         each call's activations grow with it).
         """
-        from linearsr_edge.tiling import TileGrid, blend
+        from linearsr_edge.pipeline.tiling import TileGrid, blend
 
         opts = opts or SampleOptions()
         t0 = time.perf_counter()
@@ -239,7 +245,12 @@ class SRProcess:
         t3 = time.perf_counter()
         timings = {"prepare": t1 - t0, "sample": t2 - t1, "decode": t3 - t2, "tiles": float(len(boxes))}
         per = plan.steps_per_expert(self.cfg.num_experts)
-        return UpscaleResult(out, plan, per, t3 - t0, timings, tiles=len(boxes), tile_px=tile * f)
+        return UpscaleResult(out, plan, per, t3 - t0, timings, tiles=len(boxes), tile_px=max(grid.tile_hw) * f)
+
+    def _bound(self, static: dict[str, np.ndarray]) -> AbstractContextManager[ExpertFn]:
+        if self.bind is not None:
+            return self.bind(static)
+        return contextlib.nullcontext(lambda k, feeds: self.expert(k, {**static, **feeds}))
 
     def _batches(self, images: list[np.ndarray]) -> list[list[int]]:
         """Indices grouped by image size, in first-seen order, each group cut to ``max_batch``."""

@@ -12,43 +12,61 @@ import logging
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from linearsr_edge.errors import ConfigError
-from linearsr_edge.runtimes.base import Session
+from linearsr_edge.pipeline.session import Session
 
 log = logging.getLogger(__name__)
 
-Residency = str | int  # "all", "one", "auto" or a byte budget
+Residency = str | int  # "all", "one", "auto" or a byte budget, as callers write it
+
+
+@dataclass(frozen=True)
+class ResidencyPolicy:
+    """Which sessions stay open: ``all``, ``one`` expert at a time, or experts within a ``budget`` of bytes."""
+
+    mode: Literal["all", "one", "budget"]
+    budget: int | None = None
+
+    @classmethod
+    def parse(cls, value: Residency | ResidencyPolicy) -> ResidencyPolicy | Literal["auto"]:
+        if isinstance(value, ResidencyPolicy):
+            return value
+        if value in ("all", "one"):
+            return cls(value)
+        if value == "auto":
+            return "auto"
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return cls("budget", value)
+        raise ConfigError(f"residency must be 'all', 'one', 'auto' or a positive byte budget, got {value!r}")
 
 
 def check_residency(residency: Residency) -> Residency:
-    if isinstance(residency, bool) or not (
-        residency in ("all", "one", "auto") or (isinstance(residency, int) and residency > 0)
-    ):
-        raise ConfigError(f"residency must be 'all', 'one', 'auto' or a positive byte budget, got {residency!r}")
+    ResidencyPolicy.parse(residency)
     return residency
 
 
-def auto_residency(kinds: dict[str, str], sizes: dict[str, int]) -> Residency:
+def auto_residency(kinds: dict[str, str], sizes: dict[str, int]) -> ResidencyPolicy:
     """``"auto"``: everything when the bundle fits the device profile's memory budget, else the budget
     itself (experts swapped least recently used first), else one expert at a time. The device is only
     detected when the bundle is larger than the smallest budget any profile gives."""
-    from linearsr_edge.devices import detect
-    from linearsr_edge.devices.profiles import builtin_profiles, match_profile
+    from linearsr_edge.devices.profiles import builtin_profiles, this_device_profile
 
     total = sum(sizes.values())
-    profiles = builtin_profiles()
-    if total <= min(p.memory_budget_bytes for p in profiles):
-        return "all"
-    profile = match_profile(detect(), profiles)
+    if total <= min(p.memory_budget_bytes for p in builtin_profiles()):
+        return ResidencyPolicy("all")
+    profile = this_device_profile()
     if profile is None or total <= profile.memory_budget_bytes:
-        return "all"
+        return ResidencyPolicy("all")
     codec = sum(sizes.get(n, 0) for n, k in kinds.items() if k != "expert")
     biggest = max((sizes.get(n, 0) for n, k in kinds.items() if k == "expert"), default=0)
-    choice: Residency = profile.memory_budget_bytes if codec + biggest <= profile.memory_budget_bytes else "one"
+    fits = codec + biggest <= profile.memory_budget_bytes
+    choice = ResidencyPolicy("budget", profile.memory_budget_bytes) if fits else ResidencyPolicy("one")
     log.info(
         "residency auto: %s (bundle %d MiB, profile %s budget %d MiB)",
-        choice,
+        choice.budget or choice.mode,
         total >> 20,
         profile.name,
         profile.memory_budget_bytes >> 20,
@@ -66,25 +84,28 @@ class ResidentSessions:
         sizes: dict[str, int],
         residency: Residency = "all",
     ) -> None:
-        self.policy = check_residency(residency)
-        if self.policy == "auto":
-            self.policy = auto_residency(kinds, sizes)
+        policy = ResidencyPolicy.parse(residency)
+        self.policy = auto_residency(kinds, sizes) if policy == "auto" else policy
         self._opener, self._kinds, self._sizes = opener, kinds, sizes
         self._open: OrderedDict[str, Session] = OrderedDict()
         self.lock = threading.RLock()
         self.opens: Counter[str] = Counter()
         self.closed_seconds = 0.0  # time spent in sessions that are closed since
-        if isinstance(self.policy, int):
+        if self.policy.mode == "budget":
             codec = sum(sizes.get(n, 0) for n, k in kinds.items() if k != "expert")
             biggest = max((sizes.get(n, 0) for n, k in kinds.items() if k == "expert"), default=0)
-            if codec + biggest > self.policy:
+            if codec + biggest > self.policy.budget:
                 raise ConfigError(
-                    f"residency budget {self.policy:,} bytes is below the codec ({codec:,} bytes) plus the "
+                    f"residency budget {self.policy.budget:,} bytes is below the codec ({codec:,} bytes) plus the "
                     f"largest expert ({biggest:,} bytes); raise it or use residency='one'"
                 )
-        eager = list(kinds) if self.policy == "all" else [n for n, k in kinds.items() if k != "expert"]
-        for name in eager:
-            self.get(name)
+        eager = list(kinds) if self.policy.mode == "all" else [n for n, k in kinds.items() if k != "expert"]
+        try:
+            for name in eager:
+                self.get(name)
+        except BaseException:  # a session that failed to open: close the ones opened before it
+            self.close_all()
+            raise
 
     def get(self, name: str) -> Session:
         with self.lock:
@@ -99,15 +120,15 @@ class ResidentSessions:
             return session
 
     def _make_room(self, name: str) -> None:
-        if self.policy == "all":
+        if self.policy.mode == "all":
             return
         experts = [n for n in self._open if self._kinds.get(n) == "expert"]  # least recently used first
-        if self.policy == "one":
+        if self.policy.mode == "one":
             for n in experts:
                 self._close(n)
             return
         used = sum(self._sizes.get(n, 0) for n in self._open)
-        while experts and used + self._sizes.get(name, 0) > self.policy:
+        while experts and used + self._sizes.get(name, 0) > self.policy.budget:
             victim = experts.pop(0)
             used -= self._sizes.get(victim, 0)
             self._close(victim)
@@ -130,3 +151,21 @@ class ResidentSessions:
         with self.lock:
             for name in list(self._open):
                 self._close(name)
+
+    def seconds(self) -> float:
+        """Seconds spent inside sessions since they opened (or `reset_timers`), closed sessions included."""
+        return self.closed_seconds + sum(s.seconds for s in self.sessions())
+
+    def reset_timers(self) -> None:
+        self.closed_seconds = 0.0
+        for s in self.sessions():
+            s.seconds, s.calls = 0.0, 0
+
+    def settings(self) -> dict:
+        """The settings of the sessions, from one that ran first: a backend may learn what is in force only when it
+        compiles (OpenVINO's precision hint)."""
+        for session in sorted(self.sessions(), key=lambda s: s.calls == 0):
+            settings = session.settings()
+            if settings:
+                return settings
+        return {}

@@ -19,12 +19,11 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
 from linearsr_edge.errors import ConfigError
-from linearsr_edge.process import SampleOptions, UpscaleResult
+from linearsr_edge.pipeline.process import SampleOptions, UpscaleResult
 
 _END = object()
 
@@ -51,13 +50,18 @@ def stream(
     seed: int | None = None,
     seed_per_frame: bool = False,
     warmup: bool = True,
-    **upscale_kwargs: Any,
+    color: str = "rgb",
+    roi: tuple[int, int, int, int] | None = None,
+    roi_margin: int = 16,
+    tiling: bool | None = None,
+    tile: int | None = None,
 ) -> Iterator[StreamResult]:
     """See `SRRuntime.stream`. ``queue``: frames read ahead of the worker (bounded: a fast camera waits
     instead of filling memory). ``seed``: the stream's noise seed (default ``opts.seed``);
     ``seed_per_frame`` adds the frame index (flickers; for comparison). ``warmup``: one untimed run at
-    the first frame's size before it. ``upscale_kwargs`` go to every `SRRuntime.upscale` call
-    (``color``, ``roi``, ``tiling``, ``tile``)."""
+    the first frame's size before it. ``color``, ``roi``, ``roi_margin``, ``tiling``, ``tile``: as for
+    `SRRuntime.upscale`, for every frame."""
+    framing = {"color": color, "roi": roi, "roi_margin": roi_margin, "tiling": tiling, "tile": tile}
     if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
         raise ConfigError(f"queue must be a positive integer, got {queue!r}")
     opts = opts or SampleOptions()
@@ -99,9 +103,9 @@ def stream(
             try:
                 if not warmed:
                     warmed = True
-                    runtime.upscale(frame, frame_opts, **upscale_kwargs)  # untimed; a bad frame fails below
+                    runtime.upscale(frame, frame_opts, **framing)  # untimed; a bad frame fails below
                 t0 = time.perf_counter()
-                result = runtime.upscale(frame, frame_opts, **upscale_kwargs)
+                result = runtime.upscale(frame, frame_opts, **framing)
                 out = StreamResult(i, result.image, time.perf_counter() - t0, None, result)
             except Exception as exc:  # this frame fails, the stream goes on
                 out = StreamResult(i, None, 0.0, exc)

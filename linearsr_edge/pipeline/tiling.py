@@ -8,7 +8,7 @@ pixel is a convex mix and seams fade over the overlap instead of showing as an e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,19 +30,21 @@ def starts(size: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
 class TileGrid:
     height: int
     width: int
-    tile: int
+    tile: int | tuple[int, int]  # a square side, or (h, w) (a size policy's pinned size)
     overlap: int
     multiple: int = 1  # window starts and sizes stay multiples of this (the model's patch size)
 
     def __post_init__(self) -> None:
-        if self.tile < 1 or self.overlap < 0 or self.overlap >= self.tile:
+        th, tw = self.tile if isinstance(self.tile, tuple) else (self.tile, self.tile)
+        if min(th, tw) < 1 or self.overlap < 0 or self.overlap >= min(th, tw):
             raise ConfigError(f"need 0 <= overlap < tile, got tile {self.tile} and overlap {self.overlap}")
-        if self.tile % self.multiple:
+        if th % self.multiple or tw % self.multiple:
             raise ConfigError(f"tile {self.tile} must be a multiple of {self.multiple}")
+        object.__setattr__(self, "tile", (th, tw))
 
     @property
     def tile_hw(self) -> tuple[int, int]:
-        return min(self.tile, self.height), min(self.tile, self.width)
+        return min(self.tile[0], self.height), min(self.tile[1], self.width)
 
     def boxes(self) -> list[tuple[int, int, int, int]]:
         """``(y0, y1, x0, x1)`` of every window, row by row; all of one size (`tile_hw`)."""
@@ -102,20 +104,3 @@ def seam_ratio(image: np.ndarray, grid: TileGrid, factor: int) -> float:
     if not border or not others:
         return 1.0
     return float(np.mean(border) / np.mean(others))
-
-
-def largest_inside(sizes: Iterable[tuple[int, int]], height: int, width: int) -> tuple[int, int] | None:
-    """The largest (by area) of ``sizes`` (H, W) that fits inside ``height x width``; None when none does."""
-    inside = [(h, w) for h, w in sizes if h <= height and w <= width]
-    return max(inside, key=lambda v: (v[0] * v[1], v)) if inside else None
-
-
-def centre_crop_planes(arrays: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Every ``[B, C, H, W]`` array cropped to ``size`` (H, W) about its centre; other arrays as they are."""
-    out = {}
-    for name, a in arrays.items():
-        if a.ndim == 4:
-            y, x = (a.shape[2] - size[0]) // 2, (a.shape[3] - size[1]) // 2
-            a = np.ascontiguousarray(a[:, :, y : y + size[0], x : x + size[1]])
-        out[name] = a
-    return out

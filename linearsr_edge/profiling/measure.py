@@ -23,15 +23,12 @@ import numpy as np
 
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.fileio import disk_bytes
-from linearsr_edge.process import SampleOptions, UpscaleResult
-from linearsr_edge.runtimes.base import describe_settings
+from linearsr_edge.pipeline.process import SampleOptions, UpscaleResult
+from linearsr_edge.pipeline.session import describe_settings
 
 # a pause before each timed run when configurations alternate: ONNX Runtime's worker threads spin for a
 # while after a run and would steal the cores from the next configuration's run
 SETTLE_SECONDS = 0.05
-
-# how close a precision stays to FP32: the reference of a budget search is the most precise bundle
-PRECISION_RANK = {"fp32": 0, "fp16": 1, "bf16": 1, "int8": 2}
 
 
 def latency(seconds: Sequence[float]) -> dict[str, float]:
@@ -61,15 +58,6 @@ def bundle_disk_bytes(path: str | Path) -> int:
     return disk_bytes(Path(path))
 
 
-def gate_psnr(manifest: dict) -> float | None:
-    """The end-to-end PSNR against the FP32 PyTorch reference that the bundle's export gates measured."""
-    for row in manifest.get("verification", {}).get("rows", []):
-        if row.get("component") == "pipeline" and row.get("metric") == "psnr_db":
-            value = row.get("value")
-            return math.inf if value is None else float(value)  # null: identical to the reference (JSON has no inf)
-    return None
-
-
 def to_json(data: Any) -> str:
     """JSON with every non-finite float as null (JSON has no inf; an infinite PSNR means identical)."""
 
@@ -87,7 +75,7 @@ def to_json(data: Any) -> str:
 
 def fit_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """``image`` (uint8 [H, W, 3]) resized with the model's bicubic to exactly ``height`` x ``width``."""
-    from linearsr_edge.imaging import bicubic_resize, from_model, to_model
+    from linearsr_edge.pipeline.imaging import bicubic_resize, from_model, to_model
 
     if image.shape[:2] == (height, width):
         return np.ascontiguousarray(image)
@@ -296,206 +284,3 @@ def _report(runtime, timed: list[_Run], input_hw, batch: int, warmup: int, machi
         peak_rss_bytes=peak_rss_bytes(),
         gantt=gantt,
     )
-
-
-# -- several bundles ------------------------------------------------------------------------------
-def compare_rows(reports: Sequence[ProfileReport], manifests: Sequence[dict]) -> list[dict[str, Any]]:
-    """One row per bundle: target, size on disk, quality against FP32 from its export gates, p50, and the
-    speed-up against the first bundle."""
-    if not reports:
-        return []
-    base = reports[0].image["p50_ms"]
-    return [
-        {
-            "bundle": r.bundle,
-            "target": r.target,
-            "backend": describe_settings(r.settings),
-            "size_mib": bundle_disk_bytes(r.bundle) / 2**20,
-            "psnr_vs_fp32_db": gate_psnr(m),
-            "p50_ms": r.image["p50_ms"],
-            "p95_ms": r.image["p95_ms"],
-            "speedup": base / r.image["p50_ms"],
-        }
-        for r, m in zip(reports, manifests, strict=True)
-    ]
-
-
-def format_compare(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table (reads in a terminal, pastes into RESULTS.md)."""
-    lines = [
-        "| bundle | target | backend | size MiB | PSNR vs FP32 (gates) | p50 ms | p95 ms | speed-up |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        q = r["psnr_vs_fp32_db"]
-        q = "n/a" if q is None else "identical" if math.isinf(q) else f"{q:.2f} dB"
-        lines.append(
-            f"| {r['bundle']} | {r['target']} | {r['backend']} | {r['size_mib']:.2f} | {q} | {r['p50_ms']:.1f} "
-            f"| {r['p95_ms']:.1f} | {r['speedup']:.2f}x |"
-        )
-    return "\n".join(lines)
-
-
-# -- latency budget -------------------------------------------------------------------------------
-@dataclass
-class BudgetRow:
-    bundle: str
-    target: str
-    precision: str
-    steps: int
-    p50_ms: float
-    p95_ms: float
-    quality_db: float  # PSNR against the reference configuration's output (inf: the reference itself)
-    fits: bool
-    tile: int | None = None  # output pixels per tile; None: untiled
-
-
-@dataclass
-class BudgetAnswer:
-    budget_ms: float
-    reference: str  # "onnx-fp32 at 4 steps"
-    rows: list[BudgetRow]
-    best: BudgetRow | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "budget_ms": self.budget_ms,
-            "reference": self.reference,
-            "rows": [asdict(r) for r in self.rows],
-            "best": None if self.best is None else asdict(self.best),
-        }
-
-
-def reference_order(manifests: Sequence[dict]) -> list[int]:
-    """Bundle indices, most precise first (FP32 before FP16 before INT8; ties keep the given order)."""
-    return sorted(range(len(manifests)), key=lambda i: PRECISION_RANK.get(manifests[i].get("precision", ""), 9))
-
-
-def choose(rows: Sequence[BudgetRow]) -> BudgetRow | None:
-    """The best quality among the rows that fit; equal quality: the faster. None when nothing fits."""
-    fitting = [r for r in rows if r.fits]
-    return max(fitting, key=lambda r: (r.quality_db, -r.p50_ms)) if fitting else None
-
-
-def budget_search(
-    runtimes: Sequence[Any],
-    image: np.ndarray,
-    steps_grid: Sequence[int],
-    budget_ms: float,
-    base: SampleOptions,
-    runs: int = 5,
-    warmup: int = 1,
-    on_run: Callable[[], None] | None = None,
-    stat: str = "p50",
-    tiles: Sequence[int | None] = (None,),
-) -> BudgetAnswer:
-    """Measure every (bundle, steps, tile) configuration on ``image`` (interleaved, see `profile_many`) and pick
-    the best quality whose p50 meets ``budget_ms``. Quality: the PSNR of the configuration's output
-    against the reference configuration, the most precise bundle at the model's default steps (the plan
-    its export gates check). ``runtimes``: one open `SRRuntime` per bundle, all of one model. ``stat``:
-    the latency that must fit, ``"p50"`` or ``"p95"``. ``tiles``: tile sizes in output pixels to try
-    (None: untiled, or tiled as `SRRuntime.upscale` decides for a frame above the profile)."""
-
-    from linearsr_edge.parity import psnr
-
-    if budget_ms <= 0:
-        raise ConfigError(f"the budget must be positive, got {budget_ms} ms")
-    if stat not in ("p50", "p95"):
-        raise ConfigError(f"the budget applies to p50 or p95, got {stat!r}")
-    if not steps_grid or min(steps_grid) < 1:
-        raise ConfigError(f"steps to try must be positive integers, got {list(steps_grid)}")
-    manifests = [rt.bundle.manifest for rt in runtimes]
-    ref = runtimes[reference_order(manifests)[0]]
-    default_steps = ref.cfg.default_steps
-    reference = ref.upscale(image, replace(base, steps=default_steps)).image
-    configs = [(rt, replace(base, steps=n), tile) for rt in runtimes for n in sorted(set(steps_grid)) for tile in tiles]
-    reports = profile_many(configs, image, runs, warmup, 1, on_run)
-    rows = []
-    for (rt, opts, tile), report in zip(configs, reports, strict=True):
-        is_ref = rt is ref and opts.steps == default_steps and tile is None
-        out = _call(rt, [image], opts, [opts.seed], tile).image
-        quality = math.inf if is_ref else psnr(reference, out, peak=255.0)
-        p50 = report.image["p50_ms"]
-        precision = rt.bundle.manifest.get("precision", "?")
-        rows.append(
-            BudgetRow(
-                report.bundle,
-                report.target,
-                precision,
-                opts.steps,
-                p50,
-                report.image["p95_ms"],
-                quality,
-                report.image[f"{stat}_ms"] <= budget_ms,
-                tile,
-            )
-        )
-    rows.sort(key=lambda r: (-r.quality_db, r.p50_ms))
-    return BudgetAnswer(budget_ms, f"{ref.bundle.target} at {default_steps} steps", rows, choose(rows))
-
-
-def format_budget(answer: BudgetAnswer) -> str:
-    lines = [
-        f"quality: PSNR of each configuration's output against {answer.reference} (the reference)",
-        "| bundle | target | steps | tile | p50 ms | p95 ms | PSNR vs reference | within budget |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in answer.rows:
-        q = "reference" if math.isinf(r.quality_db) else f"{r.quality_db:.2f} dB"
-        lines.append(
-            f"| {r.bundle} | {r.target} | {r.steps} | {r.tile or '-'} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {q} | "
-            f"{'yes' if r.fits else 'no'} |"
-        )
-    return "\n".join(lines)
-
-
-# -- plot ---------------------------------------------------------------------------------------
-def plot_report(report: ProfileReport, path: str | Path) -> Any:
-    """A PNG: the median run's timeline (every component call, steps numbered) above the per-component
-    time per image with the host loop beside it. Needs matplotlib (``pip install 'linearsr-edge[plot]'``)."""
-    from linearsr_edge.errors import BackendUnavailableError
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise BackendUnavailableError("--plot needs matplotlib: pip install 'linearsr-edge[plot]'") from None
-    names = list(report.components)
-    cmap = plt.get_cmap("tab10")
-    colour = {n: cmap(i % 10) for i, n in enumerate(names)}
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), gridspec_kw={"height_ratios": [0.6, 1.4]})
-    step = 0
-    for g in report.gantt:
-        top.barh(0, g["ms"], left=g["start_ms"], color=colour[g["label"]], edgecolor="white", linewidth=0.5)
-        if g["label"].startswith("expert"):
-            label = f"step {step}" if g["ms"] > 0.06 * report.image["p50_ms"] else str(step)
-            top.text(g["start_ms"] + g["ms"] / 2, 0, label, ha="center", va="center", fontsize=8, color="white")
-            step += 1
-    top.set_yticks([])
-    top.set_xlabel("ms since the call started (the median run; gaps: the host loop outside sessions)")
-    top.set_title(
-        f"{report.target}: {report.output_hw[1]}x{report.output_hw[0]} output, {report.steps} steps, "
-        f"p50 {report.image['p50_ms']:.1f} ms, {describe_settings(report.settings)}",
-        fontsize=10,
-    )
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[n]) for n in names]
-    top.legend(handles, names, ncol=min(6, len(names)), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.45))
-    labels = [*names, "outside sessions", "opening sessions"]
-    values = [report.components[n]["ms_per_image"] for n in names] + [report.outside_ms, report.open_ms]
-    colours = [colour[n] for n in names] + ["0.6", "0.8"]
-    y = np.arange(len(labels))
-    bottom.barh(y, values, color=colours)
-    for yi, v in zip(y, values, strict=True):
-        bottom.text(v, yi, f" {v:.1f}", va="center", fontsize=8)
-    bottom.set_yticks(y, labels, fontsize=9)
-    bottom.invert_yaxis()
-    bottom.set_xlabel("ms per image (sum of calls, median over runs for the host)")
-    bottom.set_xlim(0, max(values) * 1.15 if max(values) > 0 else 1)
-    isa = " ".join(report.machine.get("isa", [])) or "unknown ISA"
-    fig.suptitle(f"{report.bundle} on {report.machine.get('cpu')} ({isa})", fontsize=9, color="0.3")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return fig

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from linearsr_edge.errors import BundleError
-from linearsr_edge.parity import CheckRow, psnr_row, sqnr_row, step_row
-from linearsr_edge.process import SampleOptions, SRProcess
+from linearsr_edge.pipeline.process import SampleOptions, SRProcess
+from linearsr_edge.quality.parity import CheckRow, psnr_row, sqnr_row, step_row
 
-GOLDEN_FILE = "golden.npz"
 INPUTS = ("latent", "lr_latent", "sigma", "cond")
 SHARED = ("lr_latent", "cond")
 

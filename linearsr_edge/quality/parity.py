@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from linearsr_edge.checks import METRICS, CheckRow
 from linearsr_edge.errors import QualityGateError
-
-METRICS = {"max_abs": "max abs err", "sqnr_db": "SQNR dB", "step_snr_db": "step SNR dB", "psnr_db": "PSNR dB"}
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float | None = None) -> float:
@@ -31,36 +29,6 @@ def sqnr(reference: np.ndarray, test: np.ndarray) -> float:
     ref = reference.astype(np.float64)
     noise = float(np.sum((ref - test.astype(np.float64)) ** 2))
     return math.inf if noise == 0 else 10.0 * math.log10(float(np.sum(ref**2)) / noise)
-
-
-@dataclass(frozen=True)
-class CheckRow:
-    component: str  # "expert_2", "encoder", "pipeline"
-    case: str  # which inputs: "opt b2", "4 held-out band inputs", "end-to-end photo.png"
-    metric: str  # "max_abs" (<= limit) | "sqnr_db" | "step_snr_db" | "psnr_db" (>= limit)
-    value: float
-    limit: float
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {list(METRICS)}, got {self.metric!r}")
-
-    @property
-    def passed(self) -> bool:
-        if math.isnan(self.value):
-            return False
-        return self.value <= self.limit if self.metric == "max_abs" else self.value >= self.limit
-
-    def to_dict(self) -> dict:
-        finite = math.isfinite(self.value)
-        return {
-            "component": self.component,
-            "case": self.case,
-            "metric": self.metric,
-            "value": self.value if finite else None,  # JSON has no inf
-            "limit": self.limit,
-            "passed": self.passed,
-        }
 
 
 def max_abs_row(component: str, case: str, ref: np.ndarray, got: np.ndarray, limit: float) -> CheckRow:

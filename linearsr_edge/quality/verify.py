@@ -1,37 +1,62 @@
-"""On-device verification: run a bundle's golden set on the loaded backend, device and options, and
-report the same rows as the export gates, with a fingerprint of where it ran.
+"""On-device verification, composed around a runtime: run a bundle's golden set on the loaded backend, device
+and options, and report the same rows as the export gates, with a fingerprint of where it ran.
 
-`SRRuntime.verify` is the call; ``SRRuntime.load(..., verify="first")`` runs it once per new
-fingerprint and caches a passing result (a JSON file per bundle and fingerprint) in the user's
-cache folder, ``$LINEARSR_EDGE_CACHE`` or ``~/.cache/linearsr-edge``. Pure NumPy, no PyTorch.
+`run_golden` is the check; `verify_on_load` runs it once per new fingerprint and caches a passing result
+(a JSON file per bundle and fingerprint) under the cache root (`linearsr_edge.cache`). The public
+`linearsr_edge.runtime.SRRuntime` offers both as ``verify()`` and ``load(..., verify="first")``; the core
+runtime imports neither. Pure NumPy, no PyTorch.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from linearsr_edge.calibration.gates import QualityThresholds
-from linearsr_edge.errors import BundleError, ConfigError, QualityGateError
+from linearsr_edge.cache import cache_root
+from linearsr_edge.checks import CheckRow, QualityThresholds
+from linearsr_edge.errors import BundleError, ConfigError, LinearSRError, QualityGateError
 from linearsr_edge.fileio import atomic_write_text
-from linearsr_edge.golden import GOLDEN_FILE, GoldenSet
 from linearsr_edge.machine import machine_summary
-from linearsr_edge.parity import CheckRow, format_rows
-from linearsr_edge.precision import Precision
+from linearsr_edge.quality.golden import GoldenSet
+from linearsr_edge.quality.parity import format_rows
+from linearsr_edge.serial import from_data
+from linearsr_edge.specs import ComponentId
 
 if TYPE_CHECKING:
     from linearsr_edge.bundle import Bundle
-    from linearsr_edge.runtimes.sr import SRRuntime
+    from linearsr_edge.pipeline.runtime import SRRuntime
 
 log = logging.getLogger(__name__)
 
-VerifyWhen = Literal["never", "first", "always"]
-OnFail = Literal["raise", "warn"]
+
+class VerifyWhen(str, enum.Enum):
+    """When `SRRuntime.load` runs the golden set: never, the first time per fingerprint (cached), always."""
+
+    NEVER = "never"
+    FIRST = "first"
+    ALWAYS = "always"
+
+
+class OnFail(str, enum.Enum):
+    """What a failing golden set does at load: raise `QualityGateError`, or warn."""
+
+    RAISE = "raise"
+    WARN = "warn"
+
+
+def typed(kind: type[enum.Enum], value, what: str):
+    """``value`` (a member or its string) as a member of ``kind``; `ConfigError` listing the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        names = [repr(m.value) for m in kind]
+        choices = f"{', '.join(names[:-1])} or {names[-1]}"
+        raise ConfigError(f"{what} must be {choices}, got {value!r}") from None
 
 
 @dataclass
@@ -66,16 +91,13 @@ class VerifyReport:
 
 
 def bundle_thresholds(bundle: Bundle) -> QualityThresholds:
-    """The thresholds the bundle's export gates used (precision defaults for fields it lacks)."""
-    base = QualityThresholds.default(Precision(bundle.manifest.get("precision", "fp32")))
-    recorded = (bundle.verification or {}).get("thresholds") or {}
-    known = {k: float(v) for k, v in recorded.items() if k in base.__dict__}
-    return QualityThresholds(**{**base.__dict__, **known})
+    """The thresholds the bundle's export gates used."""
+    return bundle.verification.thresholds
 
 
 def fingerprint(runtime: SRRuntime) -> dict[str, Any]:
     """Where a verification ran: backend, its version and settings in force, and the machine (CPU, ISA)."""
-    from linearsr_edge.runtimes.base import BACKENDS
+    from linearsr_edge.pipeline.session import BACKENDS
 
     settings = runtime.backend_settings()
     info = next((b for b in BACKENDS.entries() if b.name == runtime.backend), None)
@@ -87,45 +109,42 @@ def run_golden(runtime: SRRuntime, thresholds: QualityThresholds | None = None) 
     bundle = runtime.bundle
     if bundle is None:
         raise ConfigError("verify() needs a runtime loaded from a bundle (SRRuntime.load)")
-    entry = bundle.manifest.get("golden")
-    if not entry:
+    entry = bundle.manifest.golden
+    if entry is None:
         raise BundleError(f"{bundle.path} has no golden set (exported by an older version): re-export it to verify")
-    golden = GoldenSet.load(bundle.path / entry.get("file", GOLDEN_FILE))
+    golden = GoldenSet.load(bundle.path / entry.file)
     limits = thresholds or bundle_thresholds(bundle)
     rows = golden.rows(
-        lambda k, feeds: runtime.run_component(f"expert_{k}", feeds)["velocity"],
+        lambda k, feeds: runtime.run_component(ComponentId.expert(k), feeds)["velocity"],
         lambda lr, opts: runtime.upscale(lr, opts).image,
         limits,
     )
     return VerifyReport(rows, fingerprint(runtime), limits, str(bundle.path))
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("LINEARSR_EDGE_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "linearsr-edge"
-
-
 def cache_key(bundle: Bundle, fp: dict[str, Any]) -> str:
     """One key per bundle content and fingerprint (any file, backend setting or CPU change: a new key)."""
-    text = json.dumps({"files": bundle.manifest.get("files", {}), "fingerprint": fp}, sort_keys=True, default=str)
+    text = json.dumps({"files": bundle.manifest.files, "fingerprint": fp}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def verify_on_load(runtime: SRRuntime, when: VerifyWhen, on_fail: OnFail, folder: Path | None = None) -> VerifyReport:
+def verify_on_load(
+    runtime: SRRuntime, when: VerifyWhen | str, on_fail: OnFail | str, folder: Path | None = None
+) -> VerifyReport | None:
     """``first``: reuse a cached pass for this bundle and fingerprint, else run and cache a pass.
-    ``always``: run. A failure raises `QualityGateError` (``on_fail="raise"``) or logs a warning."""
-    if when not in ("first", "always"):
-        raise ConfigError(f"verify must be 'never', 'first' or 'always', got {when!r}")
-    if on_fail not in ("raise", "warn"):
-        raise ConfigError(f"on_verify_fail must be 'raise' or 'warn', got {on_fail!r}")
+    ``always``: run. ``never``: None. A failure raises `QualityGateError` (``on_fail="raise"``) or logs a
+    warning."""
+    when, on_fail = typed(VerifyWhen, when, "verify"), typed(OnFail, on_fail, "on_verify_fail")
+    if when is VerifyWhen.NEVER:
+        return None
     fp = fingerprint(runtime)
-    path = (folder or cache_dir()) / "verified" / f"{cache_key(runtime.bundle, fp)}.json"
-    if when == "first" and path.is_file():
+    path = (folder or cache_root()) / "verified" / f"{cache_key(runtime.bundle, fp)}.json"
+    if when is VerifyWhen.FIRST and path.is_file():
         try:
             data = json.loads(path.read_text())
             rows = [_row(r) for r in data["rows"]]
             return VerifyReport(rows, fp, bundle_thresholds(runtime.bundle), str(runtime.bundle.path), cached=True)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, LinearSRError):
             log.warning("ignoring an unreadable verification cache file %s", path)
     report = run_golden(runtime)
     if report.passed:
@@ -137,12 +156,11 @@ def verify_on_load(runtime: SRRuntime, when: VerifyWhen, on_fail: OnFail, folder
         f"{runtime.bundle.path} fails its golden set on this device ({runtime.backend}; "
         f"{', '.join(fp.get('isa', [])) or 'unknown ISA'}) for {', '.join(report.failed_components)}\n{report.table()}"
     )
-    if on_fail == "raise":
+    if on_fail is OnFail.RAISE:
         raise QualityGateError(message)
     log.warning("%s", message)
     return report
 
 
 def _row(data: dict[str, Any]) -> CheckRow:
-    value = float("inf") if data["value"] is None else float(data["value"])  # JSON has no inf
-    return CheckRow(data["component"], data["case"], data["metric"], value, float(data["limit"]))
+    return from_data(CheckRow, data, "cached row")

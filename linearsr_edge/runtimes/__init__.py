@@ -1,14 +1,11 @@
-"""Runtime backends, registered by name, and `SRRuntime`. Importing registers every built-in backend.
+"""The runtime's former home, kept so that code written against it still imports. New code imports from
+`linearsr_edge` (``SRRuntime``), `linearsr_edge.pipeline.session` (sessions, backends, the registry) and each
+family's ``options`` module (``OrtOptions``, ``OVOptions`` ...)."""
 
-Nothing here imports PyTorch: a runtime-only install (``pip install 'linearsr-edge[onnx]'``) runs
-bundles without it.
-"""
-
-from linearsr_edge.runtimes import coreml as _coreml  # noqa: F401  (registers "coreml", macOS only)
-from linearsr_edge.runtimes import onnxruntime as _onnxruntime  # noqa: F401  (registers "onnxruntime")
-from linearsr_edge.runtimes import openvino as _openvino  # noqa: F401  (registers "openvino")
-from linearsr_edge.runtimes import tensorrt as _tensorrt  # noqa: F401  (registers "tensorrt")
-from linearsr_edge.runtimes.base import (
+from linearsr_edge.backends.onnx.options import OrtOptions
+from linearsr_edge.backends.openvino.options import OVOptions
+from linearsr_edge.pipeline.residency import Residency
+from linearsr_edge.pipeline.session import (
     BackendInfo,
     BackendOptions,
     Session,
@@ -18,10 +15,7 @@ from linearsr_edge.runtimes.base import (
     pick_backend,
     register_backend,
 )
-from linearsr_edge.runtimes.onnxruntime import OrtOptions
-from linearsr_edge.runtimes.openvino import OVOptions
-from linearsr_edge.runtimes.residency import Residency
-from linearsr_edge.runtimes.sr import SRRuntime
+from linearsr_edge.runtime import SRRuntime
 
 __all__ = [
     "BackendInfo",

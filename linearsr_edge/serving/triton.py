@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError, LinearSRError
-from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS
+from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 
 MODEL = "linearsr"
 KINDS = ("KIND_CPU", "KIND_GPU")

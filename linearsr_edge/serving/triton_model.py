@@ -32,7 +32,8 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 class TritonPythonModel:
     def initialize(self, args):
         from linearsr_edge.bundle import Bundle
-        from linearsr_edge.runtimes import SRRuntime, choose_backend
+        from linearsr_edge.pipeline.session import choose_backend
+        from linearsr_edge.runtime import SRRuntime
 
         bundle_path = Path(SETTINGS["bundle"])
         if not bundle_path.is_absolute():
@@ -41,12 +42,12 @@ class TritonPythonModel:
         name = SETTINGS.get("backend", "auto")
         info = choose_backend(bundle.format, name)
         options = info.options(**SETTINGS.get("options", {}))
-        self.runtime = SRRuntime.load(bundle, backend=info.name, options=options)
+        self.runtime = SRRuntime.load(bundle, backend=info.name, options=options, build="if-needed")
         self.runtime.warmup()  # the server turns ready only after this
         self.counters = _counters(args)
 
     def execute(self, requests):
-        from linearsr_edge.process import SampleOptions
+        from linearsr_edge.pipeline.process import SampleOptions
 
         responses = [None] * len(requests)
         self._outputs = []  # DLPack tensors borrow these arrays: keep them alive until the next call
@@ -91,7 +92,7 @@ class TritonPythonModel:
             metric.increment(n)
 
     def _parse(self, request, SampleOptions):
-        from linearsr_edge.imaging import DEFAULT_MAX_OUTPUT_PIXELS, frame_rgb
+        from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS, frame_rgb
 
         image = _array(pb_utils.get_input_tensor_by_name(request, "image"))
         if image.ndim == 4:
