@@ -27,19 +27,28 @@ import logging
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from linearsr_edge.coreml_plan import ShapePlan, calibration_rows, shape_plan
+from linearsr_edge.backends.coreml.adapter import CoreML, installed_version
+from linearsr_edge.backends.coreml.options import CoreMLInt8Options, CoreMLOptions
+from linearsr_edge.backends.coreml.plan import (
+    CoreMLReport,
+    CoreMLSection,
+    LinearAttentionOp,
+    ShapePlan,
+    calibration_rows,
+    shape_plan,
+)
 from linearsr_edge.errors import ExportError
-from linearsr_edge.exporters.base import Exporter, expert_calibration, quiet_library
-from linearsr_edge.exporters.coreml_options import CoreMLInt8Options, CoreMLOptions
-from linearsr_edge.exporters.onnx import export_inputs, guard_small_eps
 from linearsr_edge.islands import GraphNode, activation_products, fp32_islands
-from linearsr_edge.specs import ComponentSpec
+from linearsr_edge.model.tracing import export_inputs, guard_small_eps
+from linearsr_edge.specs import ComponentSpec, SizePolicy
+from linearsr_edge.targets import Exporter, expert_calibration, quiet_library
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +200,7 @@ def weight_bytes(package: Path) -> int:
     return sum(f.stat().st_size for f in (Path(package) / "Data").rglob("*") if f.is_file() and "weights" in f.parts)
 
 
-def model_report(package: Path, plan: ShapePlan) -> dict[str, Any]:
+def model_report(package: Path, plan: ShapePlan) -> CoreMLReport:
     """What the saved package holds: op count by type, the dtype of every linear-attention op's output,
     weight bytes and the accepted shapes."""
     import coremltools as ct
@@ -208,15 +217,15 @@ def model_report(package: Path, plan: ShapePlan) -> dict[str, Any]:
         if op.type == "matmul" and any(a.name in consts for a in _arguments(op, ("x", "y"))):
             continue  # a weight product, not the attention's activation x activation product
         dtype = MIL_pb2.DataType.Name(op.outputs[0].type.tensorType.dataType)
-        attention.append({"op": op.type, "name": op.outputs[0].name, "dtype": dtype})
-    return {
-        "ops": len([op for op in ops if not op.type.startswith("const")]),
-        "op_types": dict(sorted(Counter(op.type for op in ops).items())),
-        "linear_attention": attention,
-        "weight_bytes": weight_bytes(package),
-        "shapes": plan.to_dict(),
-        "spec_version": proto.specificationVersion,
-    }
+        attention.append(LinearAttentionOp(op.type, op.outputs[0].name, dtype))
+    return CoreMLReport(
+        ops=len([op for op in ops if not op.type.startswith("const")]),
+        op_types=dict(sorted(Counter(op.type for op in ops).items())),
+        linear_attention=tuple(attention),
+        weight_bytes=weight_bytes(package),
+        shapes=plan,
+        spec_version=proto.specificationVersion,
+    )
 
 
 def _arguments(op, names: Sequence[str]):
@@ -230,7 +239,7 @@ class CoreMLExporter(Exporter):
     def __init__(self, options: CoreMLOptions | None = None) -> None:
         super().__init__(options or CoreMLOptions())
         self.factor = 1
-        self.report: dict[str, Any] = {}
+        self.report: dict[str, CoreMLReport] = {}
         self._said: set[str] = set()
 
     def prepare(self, specs: Sequence[ComponentSpec]) -> None:
@@ -241,22 +250,18 @@ class CoreMLExporter(Exporter):
         for spec in specs:
             shape_plan(spec, self.options, self.factor)
 
-    def manifest_entries(self) -> dict[str, Any]:
-        # the output sizes every component takes, when the shapes are enumerated: the runtime pads other frames
-        sizes = {
-            tuple(s["image"][2:])
-            for r in self.report.values()
-            if r["shapes"]["mode"] == "enumerated" and "image" in r["shapes"]["sets"][0]
-            for s in r["shapes"]["sets"]
-        }
-        return {
-            **({"output_sizes": sorted(map(list, sizes))} if sizes else {}),
-            "coreml": {
-                "deployment_target": self.options.deployment_target,
-                "coremltools": _version(),
-                "components": self.report,
-            },
-        }
+    def spec_of(self, spec: ComponentSpec) -> ComponentSpec:
+        """Enumerated shapes: the component takes the listed output sizes only, one row per call."""
+        plan = self.report[spec.name].shapes
+        if plan.mode != "enumerated":
+            return spec
+        main = spec.inputs[0].name  # image (encoder) or latent: [1, C, H, W]
+        scale = 1 if main == "image" else self.factor
+        sizes = sorted({(s[main][2] * scale, s[main][3] * scale) for s in plan.sets})
+        return replace(spec, sizes=SizePolicy.listed(sizes, max_batch=1))
+
+    def sections(self) -> dict[str, Any]:
+        return {"coreml": CoreMLSection(self.options.deployment_target, installed_version(), dict(self.report))}
 
     def export(self, module, spec, folder, calibration=None) -> list[Path]:
         plan = shape_plan(spec, self.options, self.factor)
@@ -271,6 +276,7 @@ class CoreMLExporter(Exporter):
 
     def _save(self, model, spec: ComponentSpec, folder: Path, plan: ShapePlan) -> Path:
         path = folder / f"{spec.name}{SUFFIX}"
+        model.user_defined_metadata.update(self.metadata_for(spec))
         with _quiet():
             model.save(str(path))
         self.report[spec.name] = model_report(path, plan)
@@ -316,29 +322,24 @@ class CoreMLW8A8Exporter(CoreMLInt8Exporter):
     """
 
     def _compress(self, model, spec, calibration):
-        from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_activations
-
-        calibration = expert_calibration(spec, calibration)
-        if calibration is not None:
-            plan = shape_plan(spec, self.options, self.factor)
-            usable = [row for feeds in calibration for row in calibration_rows(feeds, spec, plan)]
-            if not usable:
-                raise ExportError(
-                    f"{spec.name}: every calibration sample is smaller than the smallest enumerated size; record "
-                    "larger crops (CalibrationOptions.crop) or enumerate a smaller size (--coreml-sizes)"
-                )
-            ops = list(model._mil_program.functions["main"].operations)
-            keep = island_op_names(ops) | set(activation_products(mil_graph_nodes(ops)))
-            config = OptimizationConfig(
-                global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"),
-                op_name_configs=dict.fromkeys(sorted(keep)),
-            )
-            with _quiet():
-                model = linear_quantize_activations(model, config, sample_data=usable)
+        samples, keep = activation_calibration(model, spec, shape_plan(spec, self.options, self.factor), calibration)
+        if samples:
+            model = CoreML().quantize_activations(model, keep, samples)
         return compress_weights(model, self.options)
 
 
-def _version() -> str:
-    import coremltools as ct
-
-    return ct.__version__
+def activation_calibration(model, spec: ComponentSpec, plan: ShapePlan, calibration):
+    """(the samples activation quantization calibrates ``model`` on, the ops it leaves in float): an expert's
+    recorded band inputs as the model takes them (`calibration_rows`), and the FP32 islands plus the
+    activation products; no samples for the codec (it has no band data)."""
+    calibration = expert_calibration(spec, calibration)
+    if calibration is None:
+        return [], set()
+    usable = [row for feeds in calibration for row in calibration_rows(feeds, spec, plan)]
+    if not usable:
+        raise ExportError(
+            f"{spec.name}: every calibration sample is smaller than the smallest enumerated size; record "
+            "larger crops (CalibrationOptions.crop) or enumerate a smaller size (--coreml-sizes)"
+        )
+    ops = list(model._mil_program.functions["main"].operations)
+    return usable, island_op_names(ops) | set(activation_products(mil_graph_nodes(ops)))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from linearsr_edge.coreml_plan import DEPLOYMENT_TARGETS, SHAPE_MODES
+from linearsr_edge.backends.coreml.plan import DEPLOYMENT_TARGETS, SHAPE_MODES
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.options import flag
+from linearsr_edge.pipeline.session import BackendOptions
 from linearsr_edge.specs import parse_resolution
 
 
@@ -98,3 +100,35 @@ class CoreMLInt8Options(CoreMLOptions):
             raise ConfigError(f"weight_threshold must be an integer, got {self.weight_threshold!r}")
         if self.weight_threshold < 0:
             raise ConfigError(f"weight_threshold must be >= 0, got {self.weight_threshold}")
+
+
+COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY")
+PLATFORM_NOTE = (
+    "Core ML predicts on macOS only (Apple silicon: Neural Engine, GPU, CPU). Run the bundle on a Mac, or "
+    "export an onnx-* or ov-* target for this machine"
+)
+
+
+@dataclass(frozen=True)
+class CoreMLRuntimeOptions(BackendOptions):
+    """Core ML session options. Core ML schedules its own threads: ``threads`` is refused."""
+
+    compute_units: str = flag(
+        "ALL",
+        "--compute-units",
+        "Core ML compute units: ALL (default), CPU_AND_NE (Neural Engine), CPU_AND_GPU, CPU_ONLY",
+        choices=COMPUTE_UNITS,
+    )
+    cache_dir: Path | None = flag(
+        None,
+        "--coreml-cache-dir",
+        "folder of compiled models (.mlmodelc); default ~/Library/Caches/linearsr-edge/coreml",
+        type=Path,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threads is not None:
+            raise ConfigError("Core ML schedules its own threads: drop --threads for the coreml backend")
+        if self.compute_units not in COMPUTE_UNITS:
+            raise ConfigError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}, got {self.compute_units!r}")

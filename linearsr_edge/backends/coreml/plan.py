@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from linearsr_edge.errors import ExportError, InputSpecError
+from linearsr_edge.pipeline.sizes import centre_crop_planes, largest_inside
+from linearsr_edge.serial import from_data, to_data
 from linearsr_edge.specs import ComponentSpec
-from linearsr_edge.tiling import centre_crop_planes, largest_inside
 
 # deployment targets by name, with Core ML's spec generation: macOS N and iOS M share one
 DEPLOYMENT_TARGETS = {
@@ -57,32 +58,47 @@ class ShapePlan:
     note: str = ""  # why the mode differs from the one asked for
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"mode": self.mode}
-        if self.mode == "enumerated":
-            d["sets"] = [{k: list(v) for k, v in s.items()} for s in self.sets]
-            if self.cond_len is not None:
-                d["cond_len"] = self.cond_len
-        else:
-            d["ranges"] = {k: list(v) for k, v in self.ranges.items()}
-        if self.note:
-            d["note"] = self.note
-        return d
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShapePlan:
-        return cls(
-            data["mode"],
-            tuple({k: tuple(v) for k, v in s.items()} for s in data.get("sets", [])),
-            {k: tuple(v) for k, v in data.get("ranges", {}).items()},
-            data.get("note", ""),
-            data.get("cond_len"),
-        )
+        return from_data(cls, data, "shapes")
 
     def varying_inputs(self) -> list[str]:
         """Inputs whose shape differs between the enumerated sets."""
         if not self.sets:
             return []
         return [n for n in self.sets[0] if len({s[n] for s in self.sets}) > 1]
+
+
+@dataclass(frozen=True)
+class LinearAttentionOp:
+    """One op of the linear attention in a saved program, and the dtype it computes in."""
+
+    op: str
+    name: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class CoreMLReport:
+    """What one saved package holds: op counts, the linear attention's dtypes, weight bytes, the accepted shapes."""
+
+    ops: int
+    op_types: dict[str, int]
+    linear_attention: tuple[LinearAttentionOp, ...]
+    weight_bytes: int
+    shapes: ShapePlan
+    spec_version: int
+
+
+@dataclass(frozen=True)
+class CoreMLSection:
+    """The manifest's ``families.coreml``: the deployment target, the converter's version, each package's report."""
+
+    deployment_target: str
+    coremltools: str
+    components: dict[str, CoreMLReport]
 
 
 def output_sizes(spec: ComponentSpec, factor: int, sizes: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
@@ -167,9 +183,7 @@ def fit_cond(feeds: dict[str, np.ndarray], plan: ShapePlan, name: str) -> dict[s
 
 
 def check_plan_input(plan: ShapePlan, spec: ComponentSpec, feeds: dict[str, np.ndarray]) -> None:
-    """`InputSpecError` unless ``feeds`` (one row: batch 1 for enumerated plans) is an accepted set."""
-    if plan.mode != "enumerated":
-        return
+    """`InputSpecError` unless ``feeds`` (one row of an enumerated plan) is one of its accepted sets."""
     shapes = {n: tuple(feeds[n].shape) for n in spec.input_names}
     if any(shapes == s for s in plan.sets):
         return

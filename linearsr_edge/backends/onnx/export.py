@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import logging
 import warnings
@@ -24,36 +23,16 @@ import numpy as np
 import torch
 
 from linearsr_edge.errors import ExportError
-from linearsr_edge.exporters.base import Exporter
+from linearsr_edge.model.tracing import SAFE_EPS, SMALL_EPS, export_inputs, guard_small_eps
+from linearsr_edge.pipeline.session import Session
 from linearsr_edge.reference import call_module
-from linearsr_edge.runtimes.base import Session
 from linearsr_edge.specs import ComponentSpec
+from linearsr_edge.targets import Exporter
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
 PROTOBUF_LIMIT = 2**31 - 1
-EXPORT_BATCH = 2  # a batch-1 example makes the exporter specialise the batch axis
-
-
-def export_inputs(spec: ComponentSpec, bounded: bool = False) -> tuple[tuple[torch.Tensor, ...], dict]:
-    """Batch-2 example inputs and ``torch.export`` dynamic shapes: one ``Dim`` per symbolic axis of the spec
-    (``bounded``: with the spec's min/max, and sizes that must be multiples of m as m times a symbol)."""
-    from torch.export import Dim
-
-    def dim(name: str):
-        if not bounded:
-            return Dim(name)
-        r = spec.dims[name]
-        if r.multiple == 1:
-            return Dim(name, min=r.min, max=r.max)
-        return Dim(f"{name}_q", min=r.min // r.multiple, max=r.max // r.multiple) * r.multiple
-
-    examples = spec.dummy_inputs("opt", batch=EXPORT_BATCH)
-    args = tuple(torch.from_numpy(examples[n]) for n in spec.input_names)
-    symbols = {d: dim(d) for t in spec.inputs for d in t.shape if isinstance(d, str)}
-    dynamic_shapes = {t.name: {i: symbols[d] for i, d in enumerate(t.shape) if isinstance(d, str)} for t in spec.inputs}
-    return args, dynamic_shapes
 
 
 def torch_export_onnx(module: torch.nn.Module, spec: ComponentSpec):
@@ -73,31 +52,6 @@ def torch_export_onnx(module: torch.nn.Module, spec: ComponentSpec):
             verbose=False,
         )
     return program.model_proto
-
-
-SMALL_EPS = 1e-8  # the exporter's optimizer deletes additive constants below this
-SAFE_EPS = 1e-6  # survives the optimizer and FP16
-
-
-def guard_small_eps(module: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
-    """A copy of ``module`` whose float ``eps`` attributes below 1e-8 are raised to 1e-6.
-
-    Third-party layers such as diffusers' DC-AE linear attention add ``eps=1e-15`` to a
-    denominator; the exported graph would lose it and divide 0 by 0. The original module is
-    left untouched (parity is measured against it).
-    """
-    risky = [
-        name
-        for name, m in module.named_modules()
-        if isinstance(getattr(m, "eps", None), float) and 0 <= m.eps < SMALL_EPS
-    ]
-    if not risky:
-        return module, []
-    guarded = copy.deepcopy(module)
-    for name, m in guarded.named_modules():
-        if name in risky:
-            m.eps = SAFE_EPS
-    return guarded, [n or type(module).__name__ for n in risky]
 
 
 def normalize_transposes(model) -> int:
@@ -175,9 +129,23 @@ def is_large(model) -> bool:
     return weight_bytes(model) >= PROTOBUF_LIMIT - (64 << 20)
 
 
-def save_onnx(model, path: Path) -> list[Path]:
-    """Save, with external data once the model passes the 2 GB protobuf limit."""
+def set_metadata(model, metadata: dict[str, str]) -> None:
+    """Write ``metadata`` into the model's ``metadata_props`` (replacing keys it already has)."""
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+
+
+def save_onnx(model, path: Path, metadata: dict[str, str] | None = None) -> list[Path]:
+    """Save (with ``metadata`` in ``metadata_props``), with external data once the model passes the 2 GB
+    protobuf limit."""
     import onnx
+
+    if metadata:
+        set_metadata(model, metadata)
 
     if not is_large(model):
         onnx.save(model, str(path))
@@ -252,9 +220,9 @@ class ONNXExporter(Exporter):
         check_symbolic_axes(model, spec)
         model.producer_name = "linearsr-edge"
         path = folder / f"{spec.name}{self.suffix}"
-        files = save_onnx(model, path)
+        files = save_onnx(model, path, self.metadata_for(spec))
         check_model(path)
-        from linearsr_edge.runtimes.onnxruntime import ORTSession
+        from linearsr_edge.backends.onnx.session import ORTSession
 
         verify_finite(ORTSession(path, spec), module, spec)
         return files

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from linearsr_edge.backends.onnx.export import ONNXExporter, save_onnx
+from linearsr_edge.backends.onnx.options import OnnxInt8Options
+from linearsr_edge.backends.onnx.plan import OnnxSection, PrecisionProbe, ProbeRecord
 from linearsr_edge.errors import ExportError, QualityGateError
-from linearsr_edge.exporters.base import expert_calibration
-from linearsr_edge.exporters.onnx import ONNXExporter, save_onnx
-from linearsr_edge.exporters.onnx_options import OnnxInt8Options
 from linearsr_edge.islands import GraphNode, fp32_islands
 from linearsr_edge.specs import ComponentSpec
+from linearsr_edge.targets import expert_calibration
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def fp16_range_probe(model, spec: ComponentSpec, islands: Sequence[str]) -> dict
     import onnx
     from onnx import helper, numpy_helper
 
-    from linearsr_edge.runtimes.onnxruntime import OrtOptions, ORTSession
+    from linearsr_edge.backends.onnx.options import OrtOptions
+    from linearsr_edge.backends.onnx.session import ORTSession
     from linearsr_edge.specs import TensorSpec
 
     probe = onnx.ModelProto()
@@ -161,13 +163,13 @@ class ONNXFP16Exporter(ONNXExporter):
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.probes: list[dict] = []
+        self.probes: list[ProbeRecord] = []
 
-    def manifest_entries(self) -> dict:
+    def sections(self) -> dict:
         if not self.probes:
             return {}
-        worst = max(self.probes, key=lambda p: p["largest_fp16_tensor"])
-        return {"precision_probe": {**worst, "per_component": self.probes}}
+        worst = max(self.probes, key=lambda p: p.largest_fp16_tensor)
+        return {"onnx": OnnxSection(PrecisionProbe(**vars(worst), per_component=tuple(self.probes)))}
 
     def export(
         self,
@@ -183,12 +185,12 @@ class ONNXFP16Exporter(ONNXExporter):
             model = onnx.load(str(fp32))
         islands = fp32_island_nodes(model)
         if spec.kind == "expert":
-            self.probes.append(fp16_range_probe(model, spec, islands))
+            self.probes.append(ProbeRecord(**fp16_range_probe(model, spec, islands)))
         try:
             converted = convert_fp16(model, islands)
         except Exception as exc:  # the converter raises bare ValueError/KeyError on odd graphs
             raise ExportError(f"{spec.name}: FP16 conversion failed: {exc}") from None
-        return save_onnx(converted, folder / f"{spec.name}{self.suffix}")
+        return save_onnx(converted, folder / f"{spec.name}{self.suffix}", self.metadata_for(spec))
 
 
 def quantize_int8(
@@ -317,4 +319,4 @@ class ONNXInt8Exporter(ONNXExporter):
             restrict_dequantized_consumers(model, lambda n: n.name in islands)
         else:
             restrict_dequantized_consumers(model, lambda n: n.op_type not in quantized or n.name in islands)
-        return save_onnx(model, folder / f"{spec.name}{self.suffix}")
+        return save_onnx(model, folder / f"{spec.name}{self.suffix}", self.metadata_for(spec))

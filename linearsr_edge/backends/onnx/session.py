@@ -1,87 +1,27 @@
-"""ONNX Runtime sessions: CPU everywhere, plus CUDA / TensorRT / CoreML / OpenVINO EPs when installed."""
+"""The ``onnxruntime`` backend: CPU everywhere, plus CUDA / TensorRT / CoreML / OpenVINO EPs when installed.
+
+`OrtBackend` opens one `ORTSession` per component of an ``onnx`` bundle (or a ``tensorrt`` bundle's graphs).
+Its CPU sessions share one activation arena (`register_shared_arena`); `ORTSession.bind` keeps the inputs
+that stay the same across a sampler's steps in an IO binding.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from linearsr_edge.errors import BundleError, ConfigError
-from linearsr_edge.options import flag
-from linearsr_edge.runtimes.base import BackendInfo, BackendOptions, Session, register_backend
+from linearsr_edge.backends.onnx.options import OrtOptions, choose_providers
+from linearsr_edge.cache import cache_root
+from linearsr_edge.errors import BundleError
+from linearsr_edge.pipeline.session import Backend, Binding, Feeds, Session
 from linearsr_edge.specs import ComponentSpec
 
-if TYPE_CHECKING:
-    from linearsr_edge.bundle import Bundle
-
 log = logging.getLogger(__name__)
-
-# Preferred execution providers, best first; only those the installed onnxruntime offers are used.
-PROVIDER_ORDER = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "CoreMLExecutionProvider",
-    "OpenVINOExecutionProvider",
-    "CPUExecutionProvider",
-)
-
-
-@dataclass(frozen=True)
-class OrtOptions(BackendOptions):
-    """ONNX Runtime session options."""
-
-    # execution providers in priority order (None: the best installed); "tensorrt", "cuda", "cpu" ... or full names
-    providers: tuple[str, ...] | None = flag(
-        None,
-        "--providers",
-        "ONNX Runtime execution providers in order, e.g. tensorrt cuda cpu (default: the best installed); "
-        "TensorRT EP profiles and caches come from the bundle",
-        nargs="+",
-        metavar="EP",
-    )
-    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # "priority": ORT's priority-based node order, which frees tensors as soon as their last reader
-    # ran; it cut the FP16 range probe's peak RSS from 7.0 to 2.1 GB (many extra readers per tensor)
-    execution_order: str = "default"
-    # ORT session config entries, e.g. {"session.x64quantprecision": "1"} (U8U8 kernels on x64 without VNNI,
-    # no saturation) or {"session.disable_quant_qdq": "1"} (Q/DQ evaluated as float ops: no integer kernels)
-    session_config: dict[str, str] = field(default_factory=dict)
-    # CPU sessions draw their activations from one arena shared by the process (ORT's environment allocator)
-    # instead of an arena each: an arena keeps its largest run's memory, so four resident experts held four.
-    # Measured on the demo (640x480 frame, onnx-fp32): peak RSS 3040 -> 1274 MiB, the same speed.
-    shared_arena: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.providers is not None:
-            object.__setattr__(self, "providers", tuple(provider_name(p) for p in self.providers))
-        if self.execution_order not in ("default", "priority"):
-            raise ConfigError(f"execution_order must be 'default' or 'priority', got {self.execution_order!r}")
-        unknown = [p for p in self.provider_options if self.providers is not None and p not in self.providers]
-        if unknown:
-            raise ConfigError(f"provider_options name providers that are not requested: {unknown}")
-
-
-SHORT_PROVIDERS = {p.removesuffix("ExecutionProvider").lower(): p for p in PROVIDER_ORDER}
-
-
-def provider_name(name: str) -> str:
-    """``"tensorrt"`` -> ``"TensorrtExecutionProvider"``; full names pass through."""
-    return SHORT_PROVIDERS.get(name.lower(), name)
-
-
-def choose_providers(available: list[str], requested: tuple[str, ...] | None) -> list[str]:
-    """Requested providers that are available (in the requested order), else the preferred order."""
-    if requested:
-        missing = [p for p in requested if p not in available]
-        if missing:
-            raise BundleError(f"ONNX Runtime providers {missing} are not available here (available: {available})")
-        return list(requested)
-    return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
 
 
 _arena_lock = threading.Lock()
@@ -139,8 +79,11 @@ class ORTSession(Session):
         self.session_config = dict(options.session_config)
         self._outputs = [o.name for o in self._sess.get_outputs()]
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: Feeds) -> Feeds:
         return dict(zip(self._outputs, self._sess.run(self._outputs, feeds), strict=True))
+
+    def _bind(self, static: Feeds) -> Binding:
+        return OrtBinding(self, static)
 
     def settings(self) -> dict[str, Any]:
         so = self._sess.get_session_options() if self._sess is not None else None
@@ -153,13 +96,59 @@ class ORTSession(Session):
         self._sess = None
 
 
+class OrtBinding(Binding):
+    """ONNX Runtime's IO binding with the static inputs bound once; each run binds the others and the outputs
+    (ONNX Runtime allocates them) and runs the binding. One per caller: runs of one session may overlap."""
+
+    def __init__(self, session: ORTSession, static: Feeds) -> None:
+        super().__init__(session, static)
+        self._io = session._sess.io_binding()
+        for name, array in static.items():
+            self._io.bind_cpu_input(name, np.ascontiguousarray(array))
+
+    def _run(self, feeds: Feeds) -> Feeds:
+        sess = self.session._sess
+        for name, array in feeds.items():
+            self._io.bind_cpu_input(name, np.ascontiguousarray(array))
+        for name in self.session._outputs:
+            self._io.bind_output(name)
+        sess.run_with_iobinding(self._io)
+        outputs = self._io.copy_outputs_to_cpu()
+        self._io.clear_binding_outputs()
+        return dict(zip(self.session._outputs, outputs, strict=True))
+
+    def close(self) -> None:
+        self._io = None
+
+
+def tensorrt_ep_options(spec: ComponentSpec, cache_dir: Path, workspace_mib: int = 4096) -> dict[str, str]:
+    """``TensorrtExecutionProvider`` options for one component: its optimization profile from the spec,
+    engine and timing caches under ``cache_dir``, and no FP16/INT8 builder flags. ORT's TensorRT EP
+    builds *weakly* typed networks, where ``trt_fp16_enable`` lets TensorRT run the FP32 islands in
+    FP16; the graph's own types (FP16 graph, explicit Q/DQ) already say what runs in what."""
+    profile = spec.profile_shapes()
+    cache = str(Path(cache_dir) / spec.name)
+
+    def shapes(which: str) -> str:  # trtexec's --minShapes form: latent:1x12x8x8,sigma:1
+        return ",".join(f"{name}:{'x'.join(map(str, s[which]))}" for name, s in profile.items())
+
+    return {
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": cache,
+        "trt_max_workspace_size": str(workspace_mib << 20),
+        "trt_profile_min_shapes": shapes("min"),
+        "trt_profile_opt_shapes": shapes("opt"),
+        "trt_profile_max_shapes": shapes("max"),
+        "trt_fp16_enable": "False",
+        "trt_int8_enable": "False",
+    }
+
+
 def with_tensorrt_profiles(options: OrtOptions, spec: ComponentSpec, cache_dir: Path) -> OrtOptions:
     """Fill the TensorRT EP's options from the component spec (optimization profile, engine and timing
     caches) when that EP is requested and not configured by the caller."""
-    from dataclasses import replace
-
-    from linearsr_edge.tensorrt_plan import tensorrt_ep_options
-
     ep = "TensorrtExecutionProvider"
     if not options.providers or ep not in options.providers:
         return options
@@ -167,30 +156,10 @@ def with_tensorrt_profiles(options: OrtOptions, spec: ComponentSpec, cache_dir: 
     return replace(options, provider_options={**options.provider_options, ep: filled})
 
 
-def _from_bundle(bundle: Bundle, component: str, options: BackendOptions) -> Session:
-    spec = bundle.spec(component)
-    if isinstance(options, OrtOptions):
-        from linearsr_edge.verify import cache_dir
+class OrtBackend(Backend):
+    name = "onnxruntime"
 
-        options = with_tensorrt_profiles(options, spec, cache_dir() / "ort-trt" / bundle.path.name)
-    return ORTSession(bundle.file(component), spec, options)
-
-
-def _version() -> str:
-    import onnxruntime as ort
-
-    return ort.__version__
-
-
-register_backend(
-    BackendInfo(
-        name="onnxruntime",
-        formats=("onnx", "tensorrt"),  # a TensorRT bundle's graphs are ONNX (TensorRT EP on NVIDIA, CPU anywhere)
-        requires=("onnxruntime",),
-        extra="onnx",
-        priority=10,
-        factory=_from_bundle,
-        options=OrtOptions,
-        version=_version,
-    )
-)
+    def open(self, component: str) -> Session:
+        spec = self.specs[component]
+        options = with_tensorrt_profiles(self.options, spec, cache_root("ort-trt") / self.bundle.path.name)
+        return ORTSession(self.bundle.file(component), spec, options)

@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from linearsr_edge.backends.onnx.export import torch_export_onnx, verify_finite
+from linearsr_edge.backends.openvino.options import OVInt8Options
+from linearsr_edge.backends.openvino.plan import Int8WeightsRecord, OpenVINOSection
 from linearsr_edge.errors import ExportError
-from linearsr_edge.exporters.base import Exporter, expert_calibration, quiet_library
-from linearsr_edge.exporters.onnx import EXPORT_BATCH, guard_small_eps, torch_export_onnx, verify_finite
-from linearsr_edge.exporters.openvino_options import OVInt8Options
 from linearsr_edge.islands import GraphNode, activation_products, fp32_islands
+from linearsr_edge.model.tracing import EXPORT_BATCH, guard_small_eps
 from linearsr_edge.specs import ComponentSpec
+from linearsr_edge.targets import Exporter, expert_calibration, quiet_library
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +161,13 @@ def precise_nodes(model) -> list[str]:
     ]
 
 
-def save_ir(model, path: Path, compress_to_fp16: bool) -> list[Path]:
-    """Save ``path`` (.xml) and its .bin, then mark the FP32 islands as found in the saved graph."""
+def save_ir(model, path: Path, compress_to_fp16: bool, metadata: dict[str, str] | None = None) -> list[Path]:
+    """Save ``path`` (.xml) and its .bin, with ``metadata`` in the model's ``rt_info`` (under ``linearsr``), then
+    mark the FP32 islands as found in the saved graph."""
     import openvino as ov
 
+    for key, value in (metadata or {}).items():
+        model.set_rt_info(str(value), ["linearsr", key.removeprefix("linearsr.")])
     ov.save_model(model, str(path), compress_to_fp16=compress_to_fp16)
     saved = ov.Core().read_model(str(path))
     islands = island_names(saved)
@@ -182,9 +187,10 @@ class OVExporter(Exporter):
         return self._save(convert(module, spec), module, spec, folder)
 
     def _save(self, model, module: torch.nn.Module, spec: ComponentSpec, folder: Path) -> list[Path]:
-        from linearsr_edge.runtimes.openvino import OVOptions, OVSession
+        from linearsr_edge.backends.openvino.options import OVOptions
+        from linearsr_edge.backends.openvino.session import OVSession
 
-        files = save_ir(model, folder / f"{spec.name}{self.suffix}", self.compress_to_fp16)
+        files = save_ir(model, folder / f"{spec.name}{self.suffix}", self.compress_to_fp16, self.metadata_for(spec))
         session = OVSession(files[0], spec, OVOptions(device="CPU", precision_hint="f32"))
         verify_finite(session, module, spec, fmt="OpenVINO")
         return files
@@ -192,11 +198,6 @@ class OVExporter(Exporter):
 
 class OVFP16Exporter(OVExporter):
     compress_to_fp16 = True
-
-
-# x86 without VNNI multiplies U8 activations by S8 weights and adds the products in pairs into int16
-# (vpmaddubsw): 2 x 255 x 64 = 32,640 fits, 2 x 255 x 127 = 64,770 saturates.
-PAIR_SAFE_WEIGHT = 64
 
 
 def int8_weights(model) -> list[tuple[str, tuple[int, ...], int]]:
@@ -223,18 +224,13 @@ class OVInt8Exporter(OVExporter):
         self.ignored: dict[str, int] = {}
         self.largest_weight: dict[str, int] = {}
 
-    def manifest_entries(self) -> dict:
-        entries = {"int8_ignored_nodes": self.ignored} if self.ignored else {}
-        if self.largest_weight:  # read back from the saved IR: what the recipe gave, not what it asked for
-            largest = max(self.largest_weight.values())
-            entries["int8_weights"] = {
-                "overflow_fix": "all MatMul/Conv" if self.options.overflow_fix else "first layer (NNCF default)",
-                "largest_abs_weight": largest,
-                "per_component": self.largest_weight,
-                # no U8 x S8 pair sum can saturate int16: the same result with or without VNNI
-                "exact_without_vnni": largest <= PAIR_SAFE_WEIGHT,
-            }
-        return entries
+    def sections(self) -> dict:
+        section = OpenVINOSection(dict(self.ignored))
+        if self.largest_weight:
+            overflow_fix = "all MatMul/Conv" if self.options.overflow_fix else "first layer (NNCF default)"
+            record = Int8WeightsRecord(overflow_fix, max(self.largest_weight.values()), dict(self.largest_weight))
+            section = OpenVINOSection(dict(self.ignored), record)
+        return {"openvino": section}
 
     def export(
         self,

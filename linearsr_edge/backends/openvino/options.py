@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.options import flag
+from linearsr_edge.pipeline.session import BackendOptions
+from linearsr_edge.specs import parse_resolution
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,72 @@ class OVInt8Options:
             raise ConfigError(f"preset must be 'performance' or 'mixed', got {self.preset!r}")
         if self.keep_fp32 not in ("policy", "none"):
             raise ConfigError(f"keep_fp32 must be 'policy' or 'none', got {self.keep_fp32!r}")
+
+
+HINTS = ("f32", "bf16", "f16")
+STATIC_ONLY_DEVICES = ("NPU",)  # compile static shapes only
+
+
+@dataclass(frozen=True)
+class OVOptions(BackendOptions):
+    """OpenVINO session options."""
+
+    device: str = flag("CPU", "--device", "OpenVINO device: CPU, GPU, NPU, AUTO (or GPU.1, AUTO:GPU,CPU)")
+    # None: f32 on CPU and AUTO, f16 on GPU and NPU; always passed to OpenVINO explicitly
+    precision_hint: str | None = flag(
+        None,
+        "--precision-hint",
+        "inference precision: f32 (default on CPU, as verified), bf16 (fast on AVX512-BF16/AMX), f16",
+        choices=HINTS,
+    )
+    # compiled models are cached (OpenVINO's CACHE_DIR) under the cache root's "openvino" folder unless this
+    # names another, or `cache` is off
+    cache_dir: Path | None = flag(
+        None, "--cache-dir", "folder for OpenVINO's compiled-model cache (default: the cache root's)", type=Path
+    )
+    cache: bool = flag(True, "--no-cache", "do not cache compiled models", invert=True)
+    static_shapes: bool = flag(
+        True, "--dynamic-shapes", "compile one dynamic model instead of one static model per input size", invert=True
+    )
+    max_shapes: int = 4  # static compiled models kept per component
+    # the *input* image (height, width) this runtime serves; required on static-only devices (NPU)
+    resolution: tuple[int, int] | None = flag(
+        None,
+        "--resolution",
+        "pin the input image size WxH at load (required on NPU); other sizes are refused",
+        type=parse_resolution,
+        metavar="WxH",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"device must be a non-empty string such as 'CPU', got {self.device!r}")
+        if self.precision_hint is not None and self.precision_hint not in HINTS:
+            raise ConfigError(f"precision_hint must be one of {', '.join(HINTS)} or None, got {self.precision_hint!r}")
+        if isinstance(self.max_shapes, bool) or not isinstance(self.max_shapes, int) or self.max_shapes < 1:
+            raise ConfigError(f"max_shapes must be a positive integer, got {self.max_shapes!r}")
+        if self.resolution is not None and (
+            len(self.resolution) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.resolution)
+        ):
+            raise ConfigError(f"resolution must be (height, width) in pixels, got {self.resolution!r}")
+        base = device_base(self.device)
+        if base in STATIC_ONLY_DEVICES and (not self.static_shapes or self.resolution is None):
+            raise ConfigError(
+                f"OpenVINO {base} compiles static shapes only, and each new shape is a slow compile: fix the input "
+                "resolution at load (linearsr-upscale --resolution WxH, or OVOptions(resolution=(height, width)))"
+                + ("" if self.static_shapes else " and keep static shapes (drop --dynamic-shapes)")
+            )
+
+    @property
+    def hint(self) -> str:
+        """The precision hint passed to OpenVINO."""
+        if self.precision_hint is not None:
+            return self.precision_hint
+        return "f32" if device_base(self.device) in ("CPU", "AUTO", "HETERO", "MULTI") else "f16"
+
+
+def device_base(device: str) -> str:
+    """``GPU.1`` -> ``GPU``; ``AUTO:GPU,CPU`` -> ``AUTO``."""
+    return device.split(":")[0].split(".")[0].upper()

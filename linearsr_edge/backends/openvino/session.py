@@ -16,84 +16,22 @@ from __future__ import annotations
 import functools
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from linearsr_edge.errors import BundleError, ConfigError, InputSpecError
-from linearsr_edge.options import flag
-from linearsr_edge.runtimes.base import BackendInfo, BackendOptions, Session, register_backend
-from linearsr_edge.specs import ComponentSpec, parse_resolution
+from linearsr_edge.backends.openvino.options import OVOptions, device_base
+from linearsr_edge.backends.openvino.plan import HINT_TYPES, hint_mismatch
+from linearsr_edge.cache import cache_root
+from linearsr_edge.errors import BundleError, ConfigError
+from linearsr_edge.pipeline.session import Backend, Binding, Feeds, Session
+from linearsr_edge.specs import ComponentSpec, SizePolicy
 
 if TYPE_CHECKING:
-    from linearsr_edge.bundle import Bundle
+    pass
 
 log = logging.getLogger(__name__)
-
-HINTS = ("f32", "bf16", "f16")
-STATIC_ONLY_DEVICES = ("NPU",)  # compile static shapes only
-
-
-@dataclass(frozen=True)
-class OVOptions(BackendOptions):
-    """OpenVINO session options."""
-
-    device: str = flag("CPU", "--device", "OpenVINO device: CPU, GPU, NPU, AUTO (or GPU.1, AUTO:GPU,CPU)")
-    # None: f32 on CPU and AUTO, f16 on GPU and NPU; always passed to OpenVINO explicitly
-    precision_hint: str | None = flag(
-        None,
-        "--precision-hint",
-        "inference precision: f32 (default on CPU, as verified), bf16 (fast on AVX512-BF16/AMX), f16",
-        choices=HINTS,
-    )
-    cache_dir: Path | None = flag(None, "--cache-dir", "folder for OpenVINO's compiled-model cache", type=Path)
-    static_shapes: bool = flag(
-        True, "--dynamic-shapes", "compile one dynamic model instead of one static model per input size", invert=True
-    )
-    max_shapes: int = 4  # static compiled models kept per component
-    # the *input* image (height, width) this runtime serves; required on static-only devices (NPU)
-    resolution: tuple[int, int] | None = flag(
-        None,
-        "--resolution",
-        "pin the input image size WxH at load (required on NPU); other sizes are refused",
-        type=parse_resolution,
-        metavar="WxH",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.device, str) or not self.device:
-            raise ConfigError(f"device must be a non-empty string such as 'CPU', got {self.device!r}")
-        if self.precision_hint is not None and self.precision_hint not in HINTS:
-            raise ConfigError(f"precision_hint must be one of {', '.join(HINTS)} or None, got {self.precision_hint!r}")
-        if isinstance(self.max_shapes, bool) or not isinstance(self.max_shapes, int) or self.max_shapes < 1:
-            raise ConfigError(f"max_shapes must be a positive integer, got {self.max_shapes!r}")
-        if self.resolution is not None and (
-            len(self.resolution) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.resolution)
-        ):
-            raise ConfigError(f"resolution must be (height, width) in pixels, got {self.resolution!r}")
-        base = device_base(self.device)
-        if base in STATIC_ONLY_DEVICES and (not self.static_shapes or self.resolution is None):
-            raise ConfigError(
-                f"OpenVINO {base} compiles static shapes only, and each new shape is a slow compile: fix the input "
-                "resolution at load (linearsr-upscale --resolution WxH, or OVOptions(resolution=(height, width)))"
-                + ("" if self.static_shapes else " and keep static shapes (drop --dynamic-shapes)")
-            )
-
-    @property
-    def hint(self) -> str:
-        """The precision hint passed to OpenVINO."""
-        if self.precision_hint is not None:
-            return self.precision_hint
-        return "f32" if device_base(self.device) in ("CPU", "AUTO", "HETERO", "MULTI") else "f16"
-
-
-def device_base(device: str) -> str:
-    """``GPU.1`` -> ``GPU``; ``AUTO:GPU,CPU`` -> ``AUTO``."""
-    return device.split(":")[0].split(".")[0].upper()
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,38 +61,21 @@ def compile_config(options: OVOptions) -> dict[str, Any]:
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": options.hint, "PERFORMANCE_HINT": "LATENCY"}
     if options.threads and device_base(options.device) in ("CPU", "AUTO"):
         config["INFERENCE_NUM_THREADS"] = options.threads
-    if options.cache_dir is not None:
-        config["CACHE_DIR"] = str(options.cache_dir)
+    if options.cache:
+        config["CACHE_DIR"] = str(options.cache_dir or cache_root("openvino"))
     return config
 
 
-HINT_TYPES = {"f32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16", "f16": "f16", "float16": "f16"}
 _warned_hints: set[tuple[str, str, str]] = set()  # (device, asked, in force): said once per process
-
-
-def hint_mismatch(asked: str, in_force: str, device: str, capabilities: list[str]) -> str | None:
-    """Why OpenVINO runs another precision than the hint asked (None when it runs the one asked), in one line:
-    a CPU without BF16 (or FP16) arithmetic falls back silently, which a user asking for speed must hear."""
-    in_force = HINT_TYPES.get(in_force.lower(), in_force)
-    if in_force == asked:
-        return None
-    has = " ".join(capabilities) or "none reported"
-    return (
-        f"OpenVINO runs {in_force}, not the {asked} asked for: {device} lacks {asked} arithmetic "
-        f"(its capabilities: {has}); drop --precision-hint {asked}, or run on a device that has it"
-    )
 
 
 class OVSession(Session):
     backend = "openvino"
 
-    def __init__(
-        self, xml: Path, spec: ComponentSpec, options: OVOptions | None = None, pinned: dict[str, int] | None = None
-    ) -> None:
-        """``pinned``: symbolic axis sizes fixed at load (from ``options.resolution``); others are refused."""
+    def __init__(self, xml: Path, spec: ComponentSpec, options: OVOptions | None = None) -> None:
         super().__init__(spec)
         self.options = options or OVOptions()
-        self._pinned = dict(pinned or {})
+        self._bound_to: dict[int, OVBinding] = {}  # infer request -> the binding whose static tensors it holds
         xml = Path(xml)
         for f in (xml, xml.with_suffix(".bin")):
             if not f.is_file():
@@ -169,13 +90,17 @@ class OVSession(Session):
         self._compiled: OrderedDict[tuple, Any] = OrderedDict()  # shape key -> infer request
         self._in_force: dict[str, Any] = {}
         if not self.options.static_shapes:
-            self._compiled[()] = self._compile(self._model)
+            try:
+                self._compiled[()] = self._compile(self._model)
+            except RuntimeError as exc:
+                raise BundleError(
+                    f"OpenVINO cannot compile {self.spec.name} for {self.options.device}: {exc}"
+                ) from None
 
     def _compile(self, model):
-        try:
-            compiled = core().compile_model(model, self.options.device, self._config)
-        except RuntimeError as exc:
-            raise BundleError(f"OpenVINO cannot compile {self.spec.name} for {self.options.device}: {exc}") from None
+        """An infer request of ``model`` compiled with the options; a failure while running (a static shape
+        compiled on first use) reaches the caller as OpenVINO raised it, and `Session.run` types it."""
+        compiled = core().compile_model(model, self.options.device, self._config)
         in_force = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._in_force = {
             "precision_hint": HINT_TYPES.get(in_force.lower(), in_force),
@@ -204,24 +129,26 @@ class OVSession(Session):
         request = self._compile(model)
         self._compiled[key] = request
         while len(self._compiled) > self.options.max_shapes:
-            self._compiled.popitem(last=False)
+            _, evicted = self._compiled.popitem(last=False)
+            self._bound_to.pop(id(evicted), None)
         return request
 
-    def _check_pinned(self, feeds: dict[str, np.ndarray]) -> None:
-        for t in self.spec.inputs:
-            for axis, d in enumerate(t.shape):
-                if isinstance(d, str) and d in self._pinned and feeds[t.name].shape[axis] != self._pinned[d]:
-                    raise InputSpecError(
-                        f"{self.spec.name}.{t.name}: axis {axis} ({d}) is {feeds[t.name].shape[axis]}, but this "
-                        f"runtime was loaded for a fixed resolution ({d} = {self._pinned[d]}); load another "
-                        "runtime for this size"
-                    )
-
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._check_pinned(feeds)
+    def _run(self, feeds: Feeds) -> Feeds:
         request = self._request(feeds)
-        results = request.infer(feeds)
-        return {name: np.asarray(results[name]) for name in self.spec.output_names}
+        self._bound_to.pop(id(request), None)  # every input set anew
+        return self._infer(request, feeds)
+
+    def _infer(self, request, feeds: Feeds) -> Feeds:
+        """Set ``feeds`` on ``request`` sharing their memory (no copy), infer, and copy the outputs out."""
+        import openvino as ov
+
+        for name, array in feeds.items():
+            request.set_tensor(name, ov.Tensor(np.ascontiguousarray(array), shared_memory=True))
+        request.infer()
+        return {name: np.array(request.get_tensor(name).data) for name in self.spec.output_names}
+
+    def _bind(self, static: Feeds) -> Binding:
+        return OVBinding(self, static)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -238,39 +165,47 @@ class OVSession(Session):
         }
 
     def close(self) -> None:
+        self._bound_to.clear()
         self._compiled.clear()
         self._model = None
 
 
-def pinned_sizes(bundle: Bundle, resolution: tuple[int, int] | None) -> dict[str, int]:
-    """Symbolic axis sizes fixed by an input resolution (height, width): output image and latent sides."""
-    if resolution is None:
-        return {}
-    h, w = (v * bundle.cfg.upscale for v in resolution)
-    f = bundle.codec_factor
-    return {"img_height": h, "img_width": w, "height": h // f, "width": w // f}
+class OVBinding(Binding):
+    """The static inputs set once on each infer request this binding uses (sharing their memory: no copy per
+    step); each run sets the others the same way and infers. Runs of one OpenVINO session serialize."""
+
+    def __init__(self, session: OVSession, static: Feeds) -> None:
+        import openvino as ov
+
+        super().__init__(session, static)
+        self._static = {n: ov.Tensor(np.ascontiguousarray(a), shared_memory=True) for n, a in static.items()}
+        self._set_on: set[int] = set()  # infer requests holding this binding's static tensors
+
+    def _run(self, feeds: Feeds) -> Feeds:
+        session = self.session
+        request = session._request({**self.static, **feeds})
+        if session._bound_to.get(id(request)) is not self:
+            for name, tensor in self._static.items():
+                request.set_tensor(name, tensor)
+            session._bound_to[id(request)] = self
+        return session._infer(request, feeds)
+
+    def close(self) -> None:
+        for key, owner in list(self.session._bound_to.items()):
+            if owner is self:
+                del self.session._bound_to[key]
 
 
-def _from_bundle(bundle: Bundle, component: str, options: BackendOptions) -> Session:
-    return OVSession(bundle.file(component), bundle.spec(component), options, pinned_sizes(bundle, options.resolution))
+class OVBackend(Backend):
+    name = "openvino"
 
+    def open(self, component: str) -> Session:
+        return OVSession(self.bundle.file(component), self.specs[component], self.options)
 
-def _version() -> str:
-    import openvino as ov
-
-    return ov.get_version()
-
-
-register_backend(
-    BackendInfo(
-        name="openvino",
-        formats=("openvino",),
-        requires=("openvino",),
-        extra="openvino",
-        priority=10,
-        factory=_from_bundle,
-        options=OVOptions,
-        version=_version,
-        parity_options=lambda: OVOptions(device="CPU", precision_hint="f32"),
-    )
-)
+    def sizes(self) -> SizePolicy:
+        """``resolution`` pins the input size (an NPU compiles static shapes only): other frames are padded to it
+        or tiled in tiles of it, one row per call."""
+        if self.options.resolution is None:
+            return super().sizes()
+        s = self.cfg.upscale
+        return SizePolicy.pinned((self.options.resolution[0] * s, self.options.resolution[1] * s), max_batch=1)

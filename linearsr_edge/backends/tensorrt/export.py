@@ -23,11 +23,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from linearsr_edge.exporters.onnx_precision import ONNXFP16Exporter, ONNXInt8Exporter
-from linearsr_edge.exporters.tensorrt_options import TRTOptions
+from linearsr_edge.backends.onnx.precision import ONNXFP16Exporter, ONNXInt8Exporter
+from linearsr_edge.backends.tensorrt.options import TRTOptions
+from linearsr_edge.backends.tensorrt.plan import (
+    BUILD_SCRIPT,
+    TRT_INT8_POLICY,
+    build_recipe,
+    build_script,
+    check_strongly_typed,
+)
 from linearsr_edge.fileio import atomic_write_text
+from linearsr_edge.serial import to_data
 from linearsr_edge.specs import ComponentSpec
-from linearsr_edge.tensorrt_plan import BUILD_SCRIPT, TRT_INT8_POLICY, build_recipe, build_script, check_strongly_typed
 
 
 # -- the exporters --------------------------------------------------------------------------------
@@ -35,17 +42,19 @@ class _RecipeMixin:
     """Collects the specs and files exported, and writes the recipe and build script at the end."""
 
     options: TRTOptions
+    int8_policy: dict | None = None
 
     def _remember(self, spec: ComponentSpec, folder: Path, files: list[Path]) -> list[Path]:
         self._exported = [*getattr(self, "_exported", []), (spec, files[0].name)]
         self._folder = folder
         return files
 
-    def recipe_entries(self) -> dict[str, Any]:
+    def recipe_sections(self) -> dict[str, Any]:
         exported = getattr(self, "_exported", [])
         if not exported:
             return {}
-        recipe = build_recipe([s for s, _ in exported], {s.name: f for s, f in exported}, self.options)
+        specs, files = [s for s, _ in exported], {s.name: f for s, f in exported}
+        recipe = build_recipe(specs, files, self.options, self.int8_policy)
         script = self._folder / BUILD_SCRIPT
         atomic_write_text(script, build_script(recipe))
         script.chmod(0o755)
@@ -73,8 +82,8 @@ class TRTFP16Exporter(_RecipeMixin, ONNXFP16Exporter):
             )
         return self._remember(spec, folder, files)
 
-    def manifest_entries(self) -> dict:
-        return {**super().manifest_entries(), **self.recipe_entries()}
+    def sections(self) -> dict:
+        return {**super().sections(), **self.recipe_sections()}
 
 
 class TRTInt8Exporter(_RecipeMixin, ONNXInt8Exporter):
@@ -83,9 +92,10 @@ class TRTInt8Exporter(_RecipeMixin, ONNXInt8Exporter):
     def __init__(self, options: TRTOptions | None = None) -> None:
         super().__init__(TRT_INT8_POLICY)
         self.options = options or TRTOptions()
+        self.int8_policy = to_data(TRT_INT8_POLICY)
 
     def export(self, module, spec, folder, calibration=None) -> list[Path]:
         return self._remember(spec, folder, super().export(module, spec, folder, calibration))
 
-    def manifest_entries(self) -> dict:
-        return {**super().manifest_entries(), "int8_policy": dict(TRT_INT8_POLICY.__dict__), **self.recipe_entries()}
+    def sections(self) -> dict:
+        return {**super().sections(), **self.recipe_sections()}

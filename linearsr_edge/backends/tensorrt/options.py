@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.options import flag
+from linearsr_edge.pipeline.session import BackendOptions
 
 MIN_TENSORRT = "10.3"  # JetPack 6: the oldest TensorRT with strongly typed networks that we build for
 
@@ -26,3 +27,18 @@ class TRTOptions:
             raise ConfigError(f"the TensorRT workspace must be at least 64 MiB, got {self.workspace_mib!r}")
         if not 0 <= self.builder_optimization_level <= 5:
             raise ConfigError(f"the builder optimization level is 0-5, got {self.builder_optimization_level!r}")
+
+
+@dataclass(frozen=True)
+class TRTRuntimeOptions(BackendOptions):
+    """TensorRT session options."""
+
+    device: int = flag(0, "--cuda-device", "CUDA device index (default 0)", type=int)
+    rebuild: bool = flag(
+        True, "--no-rebuild", "refuse engines built for another GPU/TensorRT instead of rebuilding them", invert=True
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
+            raise ConfigError(f"device must be a CUDA device index >= 0, got {self.device!r}")

@@ -1,9 +1,9 @@
-"""TensorRT plans without TensorRT: optimization profiles, the build recipe and ``trtexec`` lines, the
-strong-typing check, the ONNX Runtime TensorRT-EP options, and the engine compatibility rules.
+"""TensorRT plans without TensorRT: the build recipe (the manifest's ``families.tensorrt``) and ``trtexec``
+lines, the strong-typing check, and the engine compatibility rules.
 
-Pure functions (NumPy-free, torch-free; `check_strongly_typed` needs the ``onnx`` package): the
-exporter (`linearsr_edge.exporters.tensorrt`), ``linearsr-build-engines`` and the ``tensorrt``
-and ``onnxruntime`` backends all decide here, and the tests check every decision on any machine.
+Pure functions over plain data (NumPy-free, torch-free; `check_strongly_typed` needs the ``onnx``
+package): the exporter, the engine build and the ``tensorrt`` backend all decide here, and the tests
+check every decision on any machine.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linearsr_edge.exporters.onnx_options import OnnxInt8Options
-from linearsr_edge.exporters.tensorrt_options import MIN_TENSORRT, TRTOptions
+from linearsr_edge.backends.onnx.options import OnnxInt8Options
+from linearsr_edge.backends.tensorrt.options import MIN_TENSORRT, TRTOptions
 from linearsr_edge.specs import ComponentSpec
 
 ENGINE_DIR = "engines"
@@ -34,21 +34,56 @@ TRT_INT8_POLICY = OnnxInt8Options(
 )
 
 
-# -- optimization profiles and the recipe ---------------------------------------------------------
-def component_profile(spec: ComponentSpec) -> dict[str, dict[str, list[int]]]:
-    """``{input: {"min": shape, "opt": shape, "max": shape}}`` from the spec's dims (batch at its
-    min/opt/max with every other axis)."""
-    return {t.name: {which: list(spec.shape(t, which)) for which in ("min", "opt", "max")} for t in spec.inputs}
+# -- the recipe: the manifest's ``families.tensorrt`` -----------------------------------------------
+Profile = dict[str, dict[str, list[int]]]  # input -> {"min" | "opt" | "max": shape}
 
 
-def shapes_arg(profile: dict[str, dict[str, list[int]]], which: str) -> str:
-    """``latent:1x12x8x8,sigma:1``: the form of trtexec's ``--minShapes`` and ORT's ``trt_profile_*``."""
+@dataclass(frozen=True)
+class EngineEntry:
+    onnx: str  # the graph the engine is built from (relative to the bundle)
+    engine: str  # where the engine goes
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class GpuTarget:
+    """What an engine is built for, or what this device offers."""
+
+    tensorrt: str | None  # "10.3.0.30"
+    gpu: str | None  # "Orin (nvgpu)", "NVIDIA H100 80GB HBM3"
+    compute_capability: str | None  # "8.7"
+
+
+@dataclass(frozen=True)
+class EnginesRecord(GpuTarget):
+    """Where this bundle's engines were built, and with what workspace."""
+
+    workspace_mib: int = 0
+
+
+@dataclass(frozen=True)
+class TensorRTSection:
+    """What to build on the device and how (written at export), and what was built (by the engine build)."""
+
+    min_tensorrt: str
+    workspace_mib: int
+    builder_optimization_level: int
+    components: dict[str, EngineEntry]
+    trtexec: tuple[str, ...]
+    timing_cache: str = TIMING_CACHE
+    strongly_typed: bool = True
+    engines: EnginesRecord | None = None  # filled by the engine build
+    int8_policy: dict[str, Any] | None = None  # trt-int8: the Q/DQ recipe
+
+
+def shapes_arg(profile: Profile, which: str) -> str:
+    """``latent:1x12x8x8,sigma:1``: the form of trtexec's ``--minShapes``."""
     return ",".join(f"{name}:{'x'.join(map(str, shapes[which]))}" for name, shapes in profile.items())
 
 
 def trtexec_command(spec: ComponentSpec, onnx_file: str, options: TRTOptions) -> list[str]:
     """The ``trtexec`` words that build ``spec``'s engine from the bundle folder (run there)."""
-    profile = component_profile(spec)
+    profile = spec.profile_shapes()
     return [
         "trtexec",
         f"--onnx={onnx_file}",
@@ -64,24 +99,23 @@ def trtexec_command(spec: ComponentSpec, onnx_file: str, options: TRTOptions) ->
     ]
 
 
-def build_recipe(specs: Sequence[ComponentSpec], files: dict[str, str], options: TRTOptions) -> dict[str, Any]:
-    """The manifest's ``tensorrt`` entry: what to build on the device and how."""
-    return {
-        "min_tensorrt": MIN_TENSORRT,
-        "strongly_typed": True,
-        "workspace_mib": options.workspace_mib,
-        "builder_optimization_level": options.builder_optimization_level,
-        "timing_cache": TIMING_CACHE,
-        "components": {
-            s.name: {"onnx": files[s.name], "engine": f"{ENGINE_DIR}/{s.name}.plan", "profile": component_profile(s)}
-            for s in specs
+def build_recipe(
+    specs: Sequence[ComponentSpec], files: dict[str, str], options: TRTOptions, int8_policy: dict | None = None
+) -> TensorRTSection:
+    """The manifest's ``families.tensorrt``: what to build on the device and how."""
+    return TensorRTSection(
+        min_tensorrt=MIN_TENSORRT,
+        workspace_mib=options.workspace_mib,
+        builder_optimization_level=options.builder_optimization_level,
+        components={
+            s.name: EngineEntry(files[s.name], f"{ENGINE_DIR}/{s.name}.plan", s.profile_shapes()) for s in specs
         },
-        "trtexec": [shlex.join(trtexec_command(s, files[s.name], options)) for s in specs],
-        "engines": None,  # filled by linearsr-build-engines: TensorRT version, GPU, compute capability
-    }
+        trtexec=tuple(shlex.join(trtexec_command(s, files[s.name], options)) for s in specs),
+        int8_policy=int8_policy,
+    )
 
 
-def build_script(recipe: dict[str, Any]) -> str:
+def build_script(recipe: TensorRTSection) -> str:
     """``build_engines.sh``: the recipe's trtexec lines, for a device without linearsr-edge."""
     lines = [
         "#!/bin/sh",
@@ -91,7 +125,7 @@ def build_script(recipe: dict[str, Any]) -> str:
         "set -e",
         'cd "$(dirname "$0")"',
         f"mkdir -p {ENGINE_DIR}",
-        *recipe["trtexec"],
+        *recipe.trtexec,
     ]
     return "\n".join(lines) + "\n"
 
@@ -163,41 +197,7 @@ def check_strongly_typed(model) -> list[TypingProblem]:
     return problems
 
 
-# -- ONNX Runtime's TensorRT execution provider ---------------------------------------------------
-def tensorrt_ep_options(spec: ComponentSpec, cache_dir: Path, workspace_mib: int = 4096) -> dict[str, str]:
-    """``TensorrtExecutionProvider`` options for one component: its optimization profile from the spec,
-    engine and timing caches under ``cache_dir``, and no FP16/INT8 builder flags. ORT's TensorRT EP
-    builds *weakly* typed networks, where ``trt_fp16_enable`` lets TensorRT run the FP32 islands in
-    FP16; the graph's own types (FP16 graph, explicit Q/DQ) already say what runs in what."""
-    profile = component_profile(spec)
-    cache = str(Path(cache_dir) / spec.name)
-    return {
-        "trt_engine_cache_enable": "True",
-        "trt_engine_cache_path": cache,
-        "trt_timing_cache_enable": "True",
-        "trt_timing_cache_path": cache,
-        "trt_max_workspace_size": str(workspace_mib << 20),
-        "trt_profile_min_shapes": shapes_arg(profile, "min"),
-        "trt_profile_opt_shapes": shapes_arg(profile, "opt"),
-        "trt_profile_max_shapes": shapes_arg(profile, "max"),
-        "trt_fp16_enable": "False",
-        "trt_int8_enable": "False",
-    }
-
-
 # -- engine compatibility -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GpuTarget:
-    """What an engine is built for, or what this device offers."""
-
-    tensorrt: str | None  # "10.3.0.30"
-    gpu: str | None  # "Orin (nvgpu)", "NVIDIA H100 80GB HBM3"
-    compute_capability: str | None  # "8.7"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"tensorrt": self.tensorrt, "gpu": self.gpu, "compute_capability": self.compute_capability}
-
-
 def same_tensorrt(a: str | None, b: str | None) -> bool:
     """Engines load only in the TensorRT release they were built with: major.minor.patch must match."""
     if not a or not b:
@@ -205,18 +205,18 @@ def same_tensorrt(a: str | None, b: str | None) -> bool:
     return a.split(".")[:3] == b.split(".")[:3]
 
 
-def engine_mismatch(built: dict[str, Any] | None, here: GpuTarget, missing: Sequence[str] = ()) -> str | None:
-    """Why this bundle's engines cannot run here (None: they can). ``built``: the manifest's
-    ``tensorrt.engines`` entry; ``missing``: engine files that are absent."""
-    if not built:
+def engine_mismatch(built: EnginesRecord | None, here: GpuTarget, missing: Sequence[str] = ()) -> str | None:
+    """Why this bundle's engines cannot run here (None: they can). ``built``: the manifest's record of the
+    engine build; ``missing``: engine files that are absent."""
+    if built is None:
         return "no TensorRT engines have been built for this bundle"
     if missing:
         return f"engine files are missing: {', '.join(missing)}"
-    if not same_tensorrt(built.get("tensorrt"), here.tensorrt):
-        return f"the engines were built with TensorRT {built.get('tensorrt')}; this device has {here.tensorrt}"
-    if built.get("compute_capability") != here.compute_capability or built.get("gpu") != here.gpu:
+    if not same_tensorrt(built.tensorrt, here.tensorrt):
+        return f"the engines were built with TensorRT {built.tensorrt}; this device has {here.tensorrt}"
+    if built.compute_capability != here.compute_capability or built.gpu != here.gpu:
         return (
-            f"the engines were built for {built.get('gpu')} (compute {built.get('compute_capability')}); "
+            f"the engines were built for {built.gpu} (compute {built.compute_capability}); "
             f"this GPU is {here.gpu} (compute {here.compute_capability})"
         )
     return None

@@ -1,308 +1,212 @@
-"""The ``tensorrt`` backend and the on-device engine build, on TensorRT's Python API (10.3 to 11) and
-``cuda-python`` (no pycuda).
+"""The ``tensorrt`` backend: engines built for this device, run through the vendor adapter.
 
-- `build_engines` builds each component's engine from the bundle's ONNX graph as a strongly typed
-  network with the recipe's optimization profile, workspace and timing cache, records the
-  TensorRT version, GPU and compute capability in the manifest, then re-runs the bundle's golden
-  set on the engines: a pass marks the bundle verified.
-- `TRTSession` deserializes an engine, allocates device I/O once per input shape, and runs on its
-  own CUDA stream. The resident engines of one runtime share one device-memory pool for their
-  scratch memory (contexts created with user-managed memory); a lock serializes their runs.
-- An engine built for another TensorRT or GPU, or missing, is rebuilt when TensorRT's builder is
-  present, else refused with the exact ``linearsr-build-engines`` command
-  (`linearsr_edge.tensorrt_plan.engine_action`).
+* `TRTBackend.prepare` checks, before any session opens, that the bundle's engines were built for this
+  GPU and TensorRT; when not, it builds them only with ``SRRuntime.load(..., build="if-needed")`` (and the
+  options allow it), else refuses with the exact ``linearsr-build-engines`` command. Opening a session
+  never builds anything.
+* `TRTSession` deserializes an engine, keeps device I/O per input shape (the most recently used
+  ``max_shapes`` sets; older ones are freed), and runs on its own CUDA stream, making its device current
+  on the calling thread each time (the current device is per host thread).
+* The resident engines of one runtime share one scratch-memory pool (`DevicePool`, owned by the backend
+  and freed when the runtime closes); a lock serializes their runs.
+* `TRTSession.bind` uploads the inputs that stay the same across a sampler's steps once per buffer set.
 
-Nothing here runs without TensorRT + CUDA; every decision lives in `linearsr_edge.tensorrt_plan`.
+Every TensorRT and CUDA call goes through `linearsr_edge.backends.tensorrt.adapter`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import weakref
-from dataclasses import dataclass
-from pathlib import Path
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from linearsr_edge.errors import BackendUnavailableError, ConfigError, ExportError, QualityGateError
-from linearsr_edge.options import flag
-from linearsr_edge.runtimes.base import BackendInfo, BackendOptions, Session, register_backend
-from linearsr_edge.tensorrt_plan import GpuTarget, engine_action, engine_mismatch
+from linearsr_edge.backends.tensorrt.adapter import TensorRT
+from linearsr_edge.backends.tensorrt.options import TRTRuntimeOptions
+from linearsr_edge.backends.tensorrt.plan import engine_action, engine_mismatch
+from linearsr_edge.errors import BackendUnavailableError, BundleError
+from linearsr_edge.pipeline.session import Backend, Binding, Build, Feeds, Session
+from linearsr_edge.specs import ComponentSpec
 
 if TYPE_CHECKING:
     from linearsr_edge.bundle import Bundle
 
 log = logging.getLogger(__name__)
-REQUIRES = "requires TensorRT + CUDA (JetPack, or pip install 'linearsr-edge[tensorrt]' with an NVIDIA GPU)"
 
 
-@dataclass(frozen=True)
-class TRTRuntimeOptions(BackendOptions):
-    """TensorRT session options."""
-
-    device: int = flag(0, "--cuda-device", "CUDA device index (default 0)", type=int)
-    rebuild: bool = flag(
-        True, "--no-rebuild", "refuse engines built for another GPU/TensorRT instead of rebuilding them", invert=True
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
-            raise ConfigError(f"device must be a CUDA device index >= 0, got {self.device!r}")
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        from cuda import cudart  # older cuda-python
-    return cudart
-
-
-def _check(result):
-    """cuda-python returns ``(error, *values)``; raise on an error, return the values."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise RuntimeError(f"CUDA error {err}")
-    return values[0] if len(values) == 1 else values
-
-
-def this_gpu(device: int = 0) -> GpuTarget:
-    """The installed TensorRT and the GPU ``device`` (name, compute capability)."""
-    import tensorrt as trt
-
-    cudart = _cudart()
-    prop = _check(cudart.cudaGetDeviceProperties(device))
-    name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-    return GpuTarget(trt.__version__, name.strip("\x00"), f"{prop.major}.{prop.minor}")
-
-
-def _logger():
-    import tensorrt as trt
-
-    return trt.Logger(trt.Logger.WARNING)
-
-
-# -- building engines -----------------------------------------------------------------------------
-def build_engine(onnx_path: Path, profile: dict, workspace_mib: int, level: int, timing_cache: bytes) -> tuple:
-    """One strongly typed engine from an ONNX graph; returns (serialized engine, updated timing cache)."""
-    import tensorrt as trt
-
-    logger = _logger()
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    config.builder_optimization_level = level
-    opt_profile = builder.create_optimization_profile()
-    for name, shapes in profile.items():
-        opt_profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
-    config.add_optimization_profile(opt_profile)
-    cache = config.create_timing_cache(timing_cache)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    engine = builder.build_serialized_network(network, config)
-    if engine is None:
-        raise ExportError(f"TensorRT could not build an engine from {onnx_path.name} (see its log above)")
-    return bytes(engine), bytes(config.get_timing_cache().serialize())
-
-
-def build_engines(bundle_path: str | Path, workspace_mib: int | None = None, device: int = 0, progress: bool = True):
-    """Build every engine of a TensorRT bundle on this device, record where in the manifest, re-run the
-    golden set on the engines and mark the bundle verified (or raise `QualityGateError`)."""
-    from tqdm import tqdm
-
-    from linearsr_edge.bundle import MANIFEST, Bundle, sha256_file
-    from linearsr_edge.fileio import atomic_write_bytes, atomic_write_text
-
-    bundle = Bundle.load(bundle_path)
-    recipe = bundle.manifest.get("tensorrt")
-    if bundle.format != "tensorrt" or not recipe:
-        raise ConfigError(f"{bundle.path} is a {bundle.target} bundle, not a TensorRT one (trt-fp16 / trt-int8)")
-    try:
-        _cudart().cudaSetDevice(device)
-        here = this_gpu(device)
-    except ImportError:
-        raise BackendUnavailableError(f"linearsr-build-engines {REQUIRES}") from None
-    workspace = workspace_mib or recipe["workspace_mib"]
-    cache_path = bundle.path / recipe["timing_cache"]
-    cache = cache_path.read_bytes() if cache_path.is_file() else b""
-    (bundle.path / Path(recipe["timing_cache"]).parent).mkdir(exist_ok=True)
-    files = {}
-    entries = recipe["components"].values()
-    for entry in tqdm(entries, desc="build engines", unit="engine", disable=not progress):
-        engine, cache = build_engine(
-            bundle.path / entry["onnx"], entry["profile"], workspace, recipe["builder_optimization_level"], cache
-        )
-        atomic_write_bytes(bundle.path / entry["engine"], engine)
-        files[entry["engine"]] = sha256_file(bundle.path / entry["engine"])
-    atomic_write_bytes(cache_path, cache)
-    manifest = json.loads((bundle.path / MANIFEST).read_text())
-    manifest["tensorrt"]["engines"] = {**here.to_dict(), "workspace_mib": workspace}
-    manifest["files"].update(files)
-    atomic_write_text(bundle.path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-
-    from linearsr_edge.runtimes.sr import SRRuntime
-
-    with SRRuntime.load(bundle.path, backend="tensorrt", options=TRTRuntimeOptions(device=device)) as runtime:
-        report = runtime.verify()
-    manifest["verification"] = {
-        **manifest.get("verification", {}),
-        "verified": report.passed,
-        "backend": "tensorrt",
-        "backend_version": here.tensorrt,
-        "backend_settings": {"gpu": here.gpu, "compute_capability": here.compute_capability},
-        "golden_rows": [r.to_dict() for r in report.rows],
-    }
-    if report.passed:
-        manifest["verification"].pop("reason", None)
-    atomic_write_text(bundle.path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    if not report.passed:
-        raise QualityGateError(
-            f"{bundle.path}: the engines miss the bundle's quality gates on {here.gpu}: "
-            f"{', '.join(report.failed_components)}"
-        )
-    return here, report
-
-
-# -- running engines ------------------------------------------------------------------------------
 class DevicePool:
-    """Scratch memory shared by the execution contexts of one runtime's resident engines: one block as
-    large as the largest engine needs. They run one at a time (``lock``)."""
+    """Scratch memory shared by the execution contexts of one runtime's resident engines: one block as large
+    as the largest engine needs; their runs take ``lock``. `release` frees it (the runtime's close)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trt: TensorRT) -> None:
+        self.trt = trt
         self.ptr, self.size = 0, 0
-        self.contexts: weakref.WeakSet = weakref.WeakSet()
+        self.contexts: list[Any] = []
         self.lock = threading.Lock()
 
     def bind(self, context, size: int) -> None:
-        cudart = _cudart()
         with self.lock:
             if size > self.size:
                 if self.ptr:
-                    _check(cudart.cudaFree(self.ptr))
-                self.ptr, self.size = _check(cudart.cudaMalloc(size)), size
+                    self.trt.free(self.ptr)
+                self.ptr, self.size = self.trt.malloc(size), size
                 for other in self.contexts:
-                    _set_memory(other, self.ptr, self.size)
-            self.contexts.add(context)
-            _set_memory(context, self.ptr, self.size)
+                    self.trt.set_scratch(other, self.ptr, self.size)
+            self.contexts.append(context)
+            self.trt.set_scratch(context, self.ptr, self.size)
 
+    def unbind(self, context) -> None:
+        with self.lock:
+            self.contexts = [c for c in self.contexts if c is not context]
 
-def _set_memory(context, ptr: int, size: int) -> None:
-    if hasattr(context, "set_device_memory"):  # TensorRT >= 10.1
-        context.set_device_memory(ptr, size)
-    else:
-        context.device_memory = ptr
+    def release(self) -> None:
+        with self.lock:
+            if self.ptr:
+                self.trt.free(self.ptr)
+            self.ptr, self.size, self.contexts = 0, 0, []
 
 
 class TRTSession(Session):
     backend = "tensorrt"
 
-    def __init__(self, bundle: Bundle, component: str, options: TRTRuntimeOptions) -> None:
-        import tensorrt as trt
+    def __init__(
+        self, trt: TensorRT, spec: ComponentSpec, engine: bytes, device: int, pool: DevicePool, max_shapes: int = 4
+    ) -> None:
+        super().__init__(spec)
+        self.trt, self.device, self.pool, self.max_shapes = trt, device, pool, max_shapes
+        trt.set_device(device)
+        self.engine = trt.load(engine)
+        self.context = trt.context(self.engine)
+        pool.bind(self.context, trt.scratch_bytes(self.engine))
+        self.stream = trt.stream()
+        self._io: OrderedDict[tuple, dict[str, tuple[int, int]]] = OrderedDict()  # input shapes -> name: (ptr, bytes)
+        self._uploaded: dict[tuple, Binding] = {}  # buffer set -> the binding whose static inputs it holds
 
-        super().__init__(bundle.spec(component))
-        cudart = _cudart()
-        _check(cudart.cudaSetDevice(options.device))
-        self.options = options
-        recipe = bundle.manifest["tensorrt"]
-        engine_file = bundle.path / recipe["components"][component]["engine"]
-        here = this_gpu(options.device)
-        missing = [] if engine_file.is_file() else [engine_file.name]
-        mismatch = engine_mismatch(recipe.get("engines"), here, missing)
-        action, message = engine_action(mismatch, options.rebuild and hasattr(trt, "Builder"), bundle.path)
-        if action == "refuse":
-            raise BackendUnavailableError(message)
-        if action == "rebuild":
-            log.warning("%s: %s", bundle.path, message)
-            build_engines(bundle.path, device=options.device)
-        self.engine = trt.Runtime(_logger()).deserialize_cuda_engine(engine_file.read_bytes())
-        if self.engine is None:
-            raise BackendUnavailableError(f"TensorRT cannot deserialize {engine_file}")
-        strategy = trt.ExecutionContextAllocationStrategy.USER_MANAGED
-        self.context = self.engine.create_execution_context(strategy)
-        pool = bundle.__dict__.setdefault("_trt_pool", DevicePool())  # one per loaded bundle (runtime)
-        size = getattr(self.engine, "device_memory_size_v2", None) or self.engine.device_memory_size
-        pool.bind(self.context, size)
-        self.pool = pool
-        self.stream = _check(cudart.cudaStreamCreate())
-        self._io: dict[tuple, dict[str, tuple[int, int]]] = {}  # input shapes -> {tensor: (device ptr, bytes)}
-        self.gpu = here
-
-    def _buffers(self, feeds: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
-        """Device I/O for these input shapes, allocated once per shape (outputs sized by TensorRT)."""
+    def _buffers(self, feeds: Feeds) -> tuple[tuple, dict[str, tuple[int, int]]]:
+        """Device I/O for these input shapes (outputs sized by TensorRT), allocated once per shape; past
+        ``max_shapes`` sets, the least recently used is freed."""
         key = tuple(feeds[n].shape for n in self.spec.input_names)
-        if key not in self._io:
-            cudart = _cudart()
-            for name, array in feeds.items():
-                self.context.set_input_shape(name, array.shape)
-            buffers = {}
-            for name in (*self.spec.input_names, *self.spec.output_names):
-                shape = tuple(self.context.get_tensor_shape(name))
-                nbytes = int(np.prod(shape)) * np.dtype(np.float32).itemsize
-                buffers[name] = (_check(cudart.cudaMalloc(nbytes)), nbytes)
-            self._io[key] = buffers
-        return self._io[key]
+        if key in self._io:
+            self._io.move_to_end(key)
+            return key, self._io[key]
+        for name, array in feeds.items():
+            self.trt.set_input_shape(self.context, name, array.shape)
+        buffers = {}
+        for name in (*self.spec.input_names, *self.spec.output_names):
+            nbytes = int(np.prod(self.trt.tensor_shape(self.context, name))) * np.dtype(np.float32).itemsize
+            buffers[name] = (self.trt.malloc(nbytes), nbytes)
+        self._io[key] = buffers
+        while len(self._io) > self.max_shapes:
+            old, evicted = self._io.popitem(last=False)
+            self._uploaded.pop(old, None)
+            for ptr, _ in evicted.values():
+                self.trt.free(ptr)
+        return key, buffers
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cudart = _cudart()
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    def _run(self, feeds: Feeds) -> Feeds:
+        return self._execute(feeds, None)
+
+    def _execute(self, feeds: Feeds, binding: TRTBinding | None) -> Feeds:
+        """Upload ``feeds`` (and, for a binding whose static inputs this buffer set does not hold, those), run,
+        download the outputs."""
+        trt = self.trt
         with self.pool.lock:
-            buffers = self._buffers(feeds)
-            hosts = {n: np.ascontiguousarray(a, np.float32) for n, a in feeds.items()}
-            for name, array in hosts.items():
-                self.context.set_input_shape(name, array.shape)
-                ptr, nbytes = buffers[name]
-                _check(cudart.cudaMemcpyAsync(ptr, array.ctypes.data, nbytes, h2d, self.stream))
+            trt.set_device(self.device)  # this host thread's current device
+            every = feeds if binding is None else {**binding.static, **feeds}
+            key, buffers = self._buffers(every)
+            upload = dict(feeds)
+            if binding is None:
+                self._uploaded.pop(key, None)
+            elif self._uploaded.get(key) is not binding:
+                upload.update(binding.static)
+                self._uploaded[key] = binding
+            for name, array in every.items():
+                trt.set_input_shape(self.context, name, array.shape)
+            for name, array in upload.items():
+                host = np.ascontiguousarray(array, np.float32)
+                trt.to_device(buffers[name][0], host, self.stream)
             for name, (ptr, _) in buffers.items():
-                self.context.set_tensor_address(name, ptr)
-            if not self.context.execute_async_v3(self.stream):
-                raise RuntimeError(f"TensorRT failed to run {self.spec.name}")
+                trt.set_address(self.context, name, ptr)
+            trt.execute(self.context, self.stream)
             outputs = {}
             for name in self.spec.output_names:
-                out = np.empty(tuple(self.context.get_tensor_shape(name)), np.float32)
-                ptr, nbytes = buffers[name]
-                _check(cudart.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, d2h, self.stream))
+                out = np.empty(trt.tensor_shape(self.context, name), np.float32)
+                trt.to_host(out, buffers[name][0], self.stream)
                 outputs[name] = out
-            _check(cudart.cudaStreamSynchronize(self.stream))
+            trt.synchronize(self.stream)
         return outputs
 
+    def _bind(self, static: Feeds) -> Binding:
+        return TRTBinding(self, static)
+
     def settings(self) -> dict[str, Any]:
-        return {"device": f"cuda:{self.options.device} {self.gpu.gpu}", "tensorrt": self.gpu.tensorrt}
+        gpu = self.trt.gpu(self.device)
+        return {"device": f"cuda:{self.device} {gpu.gpu}", "tensorrt": gpu.tensorrt}
 
     def close(self) -> None:
-        cudart = _cudart()
-        for buffers in self._io.values():
-            for ptr, _ in buffers.values():
-                cudart.cudaFree(ptr)
-        self._io.clear()
-        if getattr(self, "stream", None) is not None:
-            cudart.cudaStreamDestroy(self.stream)
-            self.stream = None
-        self.context = self.engine = None
+        if self.context is None:
+            return
+        with self.pool.lock:
+            self.trt.set_device(self.device)
+            for buffers in self._io.values():
+                for ptr, _ in buffers.values():
+                    self.trt.free(ptr)
+            self._io.clear()
+            self._uploaded.clear()
+            self.trt.destroy_stream(self.stream)
+        self.pool.unbind(self.context)
+        self.stream = self.context = self.engine = None
 
 
-def _version() -> str:
-    import tensorrt as trt
+class TRTBinding(Binding):
+    """Static inputs uploaded once per buffer set; each run uploads the others."""
 
-    return trt.__version__
+    def _run(self, feeds: Feeds) -> Feeds:
+        return self.session._execute(feeds, self)
+
+    def close(self) -> None:
+        uploaded = getattr(self.session, "_uploaded", {})
+        for key in [k for k, b in uploaded.items() if b is self]:
+            del uploaded[key]
 
 
-register_backend(
-    BackendInfo(
-        name="tensorrt",
-        formats=("tensorrt",),
-        requires=("tensorrt", "cuda"),
-        extra="tensorrt",
-        priority=30,
-        factory=lambda bundle, component, options: TRTSession(bundle, component, options),
-        options=TRTRuntimeOptions,
-        version=_version,
-    )
-)
+class TRTBackend(Backend):
+    name = "tensorrt"
+    adapter: type = TensorRT  # the vendor interface (the Linux tests give an ONNX Runtime one)
+
+    @classmethod
+    def prepare(cls, bundle: Bundle, options: TRTRuntimeOptions, build: Build) -> Bundle:
+        """The bundle if its engines were built for this GPU and TensorRT; else built now (``build="if-needed"``
+        and ``options.rebuild``, where TensorRT's builder is present), else refused with the command."""
+        section = bundle.manifest.family("tensorrt")
+        if section is None:
+            raise BundleError(f"{bundle.path} has no TensorRT recipe: it is a {bundle.target} bundle")
+        trt = cls.adapter()
+        trt.set_device(options.device)
+        missing = [e.engine for e in section.components.values() if not (bundle.path / e.engine).is_file()]
+        mismatch = engine_mismatch(section.engines, trt.gpu(options.device), missing)
+        may_build = build == "if-needed" and options.rebuild and trt.can_build()
+        action, message = engine_action(mismatch, may_build, bundle.path)
+        if action == "use":
+            return bundle
+        if action == "refuse":
+            raise BackendUnavailableError(message)
+        log.warning("%s: %s", bundle.path, message)
+        from linearsr_edge.backends.tensorrt.engines import build_engines
+
+        return build_engines(bundle, cls, options, progress=False).bundle
+
+    def __init__(self, bundle: Bundle, options: TRTRuntimeOptions) -> None:
+        super().__init__(bundle, options)
+        self.trt = type(self).adapter()
+        self.pool = DevicePool(self.trt)
+        self.section = bundle.manifest.family("tensorrt")
+
+    def open(self, component: str) -> Session:
+        engine = (self.bundle.path / self.section.components[component].engine).read_bytes()
+        return TRTSession(self.trt, self.specs[component], engine, self.options.device, self.pool)
+
+    def close(self) -> None:
+        self.pool.release()
