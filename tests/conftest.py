@@ -1,12 +1,28 @@
+"""Shared by every lane, so it imports no PyTorch (the unit lane runs without it): fixtures that need the
+PyTorch reference import it inside them."""
+
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
-import torch
 
 from linearsr_edge.config import ModelConfig, bands_from_edges
 
-torch.set_num_threads(2)
+os.environ.setdefault("OMP_NUM_THREADS", "2")  # PyTorch's threads, read when it is first imported
+
+
+def pytest_configure(config) -> None:
+    """Compiled models and verification passes go to a cache of this test run, never the user's."""
+    config._linearsr_cache = tempfile.mkdtemp(prefix="linearsr-test-cache-")
+    os.environ["LINEARSR_EDGE_CACHE"] = config._linearsr_cache
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(getattr(config, "_linearsr_cache", ""), ignore_errors=True)
 
 
 def tiny_config(**overrides) -> ModelConfig:

@@ -14,12 +14,11 @@ import math
 import numpy as np
 import pytest
 
-from linearsr_edge.calibration import QualityThresholds
-from linearsr_edge.exporters import all_targets
-from linearsr_edge.parity import psnr, sqnr
+from linearsr_edge.checks import QualityThresholds
+from linearsr_edge.pipeline.session import BACKENDS, pick_backend
 from linearsr_edge.precision import Precision
-from linearsr_edge.runtimes import pick_backend
-from linearsr_edge.runtimes.base import BACKENDS
+from linearsr_edge.quality.parity import psnr, sqnr
+from linearsr_edge.targets import all_targets
 
 TARGETS = [t.name for t in all_targets()]
 
@@ -32,9 +31,9 @@ def test_every_backend_runs_a_format_some_target_writes():
 
 @pytest.mark.parametrize("name", TARGETS)
 def test_target_contract(name, tiny_bundles):
-    from linearsr_edge.exporters import get_target
-    from linearsr_edge.model.folder import load_model_folder
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.reference import load_model_folder
+    from linearsr_edge.runtime import SRRuntime
+    from linearsr_edge.targets import get_target
 
     target = next(t for t in all_targets() if t.name == name)
     if not target.available:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -94,3 +95,41 @@ def test_interrupted_export_leaves_no_bundle(tmp_path):
     BundleWriter(out).abort()  # the next export removes temporaries of dead processes
     assert not any(p.exists() for p in stale)
     assert os.listdir(parent) == []
+
+
+# -- what the installed export stack offers on this device (needs the export extras: not the unit lane) --
+def test_doctor_recommends_an_installed_target_and_says_why(capsys):
+    from linearsr_edge.cli.doctor import main
+    from linearsr_edge.targets import get_target
+
+    assert main(["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    target = data["recommended_target"]
+    assert target is not None and get_target(target).available and data["reason"]
+    from linearsr_edge.machine import cpu_isa
+
+    assert data["device"]["isa"] == cpu_isa()[1]
+    assert {b["name"] for b in data["backends"]} >= {"onnxruntime", "openvino"}
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert f"export:   {target}:" in out and f"linearsr-export --target {target}" in out
+
+
+def test_export_target_auto_names_the_choice_and_why(caplog):
+    import logging
+
+    from linearsr_edge.cli.export import auto_target
+    from linearsr_edge.devices import detect
+    from linearsr_edge.devices.profiles import match_profile
+    from linearsr_edge.targets import get_target
+
+    logger = logging.getLogger("linearsr_edge")
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        name = auto_target()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert get_target(name).available and name in match_profile(detect()).targets
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("auto:"))
+    assert line.startswith(f"auto: {name} on ") and "because" in line

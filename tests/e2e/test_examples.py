@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str):
@@ -49,7 +49,7 @@ def test_video_example(tiny_bundles, tmp_path, capsys):
 
 
 def test_watch_folder_example(tiny_bundles, tmp_path, capsys):
-    from linearsr_edge.imaging import read_image
+    from linearsr_edge.pipeline.imaging import read_image
     from tests.helpers import write_photo
 
     watch = _load("watch_folder")

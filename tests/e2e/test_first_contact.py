@@ -154,7 +154,7 @@ def test_the_avx2_profile_reason_matches_the_measured_figures():
 def test_the_wheel_carries_everything_a_device_needs(tmp_path):
     """What the README's device install copies to the device: a wheel built from the checkout holds the demo
     model and samples, the device profiles and the Triton model file (package data, not only code)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, "-m", "pip", "wheel", str(root), "-w", str(tmp_path), "--no-deps", "--no-build-isolation"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("linearsr_edge-*.whl")

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes import OrtOptions, SRRuntime
+from linearsr_edge.backends.onnx.options import OrtOptions
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.runtime import SRRuntime
 
 HAVE_SERVER = all(importlib.util.find_spec(m) is not None for m in ("pytriton", "tritonclient"))
 needs_server = pytest.mark.skipif(
@@ -58,7 +59,7 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
     assert settings["backend"] == "onnxruntime"
     from linearsr_edge.bundle import Bundle
 
-    assert Bundle.load(repo / "linearsr" / "bundle").manifest["files"] == bundle.manifest["files"]
+    assert Bundle.load(repo / "linearsr" / "bundle").manifest.files == bundle.manifest.files
     assert (repo / "linearsr" / "1" / "model.py").read_text().startswith('"""Triton Python-backend model')
     assert triton_main([str(bundle.path), "--repo", str(repo), "--precision-hint", "f32"]) == 2
     assert "--precision-hint does not apply" in capsys.readouterr().err

@@ -8,8 +8,7 @@ from linearsr_edge.calibration import CalibrationOptions, collect, images_from_d
 from linearsr_edge.errors import CalibrationError
 from linearsr_edge.model.codec import PixelUnshuffleCodec
 from linearsr_edge.model.experts import SNRExperts
-from linearsr_edge.model.folder import load_model_folder
-from linearsr_edge.reference import reference_runtime
+from linearsr_edge.reference import load_model_folder, reference_runtime
 from linearsr_edge.schedule import log_snr
 from tests.conftest import tiny_config
 from tests.helpers import tiny_model_folder, write_photo
@@ -36,15 +35,15 @@ def test_each_expert_sees_only_its_band(process):
         for feeds in calib.samples[k] + calib.heldout[k]:
             assert bands[k].contains(float(log_snr(float(feeds["sigma"][0]))))
     assert len(calib.heldout_images) == 2
-    summary = calib.summary()
-    assert summary["mode"] == "band" and summary["samples_per_expert"] == {"0": 6, "1": 6, "2": 6, "3": 6}
+    record = calib.record()
+    assert record.mode == "band" and record.samples_per_expert == {"0": 6, "1": 6, "2": 6, "3": 6}
 
 
 def test_pooled_ablation_mixes_bands(process):
     calib = collect(process, _images(), CalibrationOptions(**{**OPTS.__dict__, "pooled": True}))
     owners = {process.cfg.expert_for(float(log_snr(float(f["sigma"][0])))) for f in calib.samples[0]}
     assert len(owners) > 1
-    assert calib.summary()["mode"] == "pooled"
+    assert calib.record().mode == "pooled"
 
 
 def test_hash_is_stable_and_seeded(process):

@@ -33,10 +33,17 @@ def test_maps_round_trip(tiny_cfg, naming):
 
 
 def test_sana_ignored_keys_are_dropped(tiny_cfg):
-    ext = from_internal(_state(tiny_cfg), "sana")
+    """SANA's positional table and caption embedding are not LinearSR weights: a strict load drops them and loads
+    every real weight; a key outside that list is still refused."""
+    state = _state(tiny_cfg)
+    ext = from_internal(state, "sana")
     ext["pos_embed"] = torch.zeros(1, 4, 32)
     ext["y_embedder.y_embedding"] = torch.zeros(300, 8)
-    load_denoiser(ext, tiny_cfg)  # strict, yet no complaint
+    loaded = load_denoiser(ext, tiny_cfg).state_dict()
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
+    ext["y_embedder.not_a_sana_key"] = torch.zeros(2)
+    with pytest.raises(CheckpointError, match="1 unexpected keys: y_embedder.not_a_sana_key"):
+        load_denoiser(ext, tiny_cfg)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".pth"])

@@ -19,7 +19,7 @@ def test_pixel_unshuffle_is_exact_and_round_trips_config():
 
 def test_dcae_loads_from_local_folder_and_runs(tmp_path):
     pytest.importorskip("diffusers", reason="requires diffusers (the dcae extra)")
-    from tests.dcae import tiny_dcae_folder
+    from tests.model.dcae import tiny_dcae_folder
 
     folder = tiny_dcae_folder(tmp_path / "dcae")
     codec = codec_from_config({"type": "dcae", "path": "dcae", "scaling_factor": 0.41}, base_dir=tmp_path)

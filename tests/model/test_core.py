@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
-from linearsr_edge.process import SampleOptions
+from linearsr_edge.pipeline.process import SampleOptions
 from linearsr_edge.specs import Profile
 from tests.helpers import export_args
 
@@ -23,10 +23,10 @@ pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)
 
 from linearsr_edge.build import ExportOptions, build_bundle
 from linearsr_edge.cli.export import main as export_main
-from linearsr_edge.exporters import TargetInfo
-from linearsr_edge.model.folder import load_model_folder
 from linearsr_edge.precision import Precision
-from linearsr_edge.runtimes import SRRuntime
+from linearsr_edge.reference import load_model_folder
+from linearsr_edge.runtime import SRRuntime
+from linearsr_edge.targets import TargetInfo
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,8 @@ def test_auto_without_onnxruntime_names_the_extra(tiny, monkeypatch):
 
 def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, monkeypatch, capsys):
     root, model, _, _ = tiny
-    from linearsr_edge.exporters.base import TARGETS
     from linearsr_edge.reference import ReferenceSession
+    from linearsr_edge.targets import TARGETS
 
     TARGETS.register(
         TargetInfo(
@@ -61,7 +61,7 @@ def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, m
             requires=(),
             extra="fake",
             description="test target without a backend",
-            exporter="linearsr_edge.exporters.onnx:ONNXExporter",
+            exporter="linearsr_edge.backends.onnx.export:ONNXExporter",
         )
     )
     references = []  # every run of a reference component (a spy: it still runs the real module)
@@ -90,8 +90,8 @@ def test_target_without_backend_exports_unverified_and_is_never_compared(tiny, m
 
 def test_reference_runtime_is_the_same_loop_over_pytorch(tiny):
     _, model, photo, bundle = tiny
-    from linearsr_edge.imaging import read_image
-    from linearsr_edge.parity import psnr
+    from linearsr_edge.pipeline.imaging import read_image
+    from linearsr_edge.quality.parity import psnr
 
     ref = load_model_folder(model).reference()
     rt = SRRuntime.load(bundle.path)
@@ -201,7 +201,7 @@ def _frames(shapes, seed=0):
 def test_upscale_batch_of_demo_frames_equals_per_frame_upscale():
     """4 crops of the demo's sample photos, two sizes, on the demo model's reference pipeline."""
     from linearsr_edge.demo import load_demo, sample_images
-    from linearsr_edge.imaging import read_image
+    from linearsr_edge.pipeline.imaging import read_image
 
     photos = [read_image(p) for p in sample_images()[:4]]
     frames = [photos[0][:32, :40], photos[1][:24, :24], photos[2][:32, :40], photos[3][:24, :24]]
@@ -259,7 +259,8 @@ def test_residency_budget_keeps_what_fits(tiny):
 
 
 def test_backend_options_are_typed(tiny):
-    from linearsr_edge.runtimes import BackendOptions, OrtOptions
+    from linearsr_edge.backends.onnx.options import OrtOptions
+    from linearsr_edge.pipeline.session import BackendOptions
 
     rt = SRRuntime.load(tiny[3].path, options=OrtOptions(threads=1, providers=("CPUExecutionProvider",)))
     assert rt.options.threads == 1
@@ -322,7 +323,7 @@ def test_third_party_targets_and_backends_load_from_entry_points(tmp_path, monke
     pkg.write_text(
         textwrap.dedent(
             """
-        from linearsr_edge.exporters.base import TargetInfo
+        from linearsr_edge.targets import TargetInfo
         from linearsr_edge.precision import Precision
 
         def targets():
@@ -376,7 +377,11 @@ def test_unverified_bundle_warns_once_on_load(tiny, tmp_path):
     copy = tmp_path / "unverified"
     shutil.copytree(tiny[3].path, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["verification"] = {"verified": False, "reason": "exported where no onnx backend was installed"}
+    manifest["verification"] = {
+        **manifest["verification"],
+        "verified": False,
+        "reason": "exported where no onnx backend was installed",
+    }
     (copy / "manifest.json").write_text(json.dumps(manifest))
 
     class Collect(logging.Handler):
@@ -387,7 +392,7 @@ def test_unverified_bundle_warns_once_on_load(tiny, tmp_path):
         def emit(self, record: logging.LogRecord) -> None:
             self.messages.append(record.getMessage())
 
-    handler, logger = Collect(), logging.getLogger("linearsr_edge.runtimes.sr")
+    handler, logger = Collect(), logging.getLogger("linearsr_edge.pipeline.runtime")
     logger.addHandler(handler)
     try:
         SRRuntime.load(copy)
@@ -407,16 +412,15 @@ def test_int8_without_calibration_samples_is_refused_before_work(tmp_path):
     with pytest.raises(ConfigError, match="--calib-samples must be >= 1"):
         build_bundle(opts)
     assert not (tmp_path / "b").exists()
-    from linearsr_edge.runtimes import OrtOptions
+    from linearsr_edge.backends.onnx.options import OrtOptions
 
     with pytest.raises(ConfigError, match="execution_order must be"):
         OrtOptions(execution_order="fast")
 
 
 def test_wrongly_typed_options_and_unknown_components_are_refused(tiny, tmp_path, capsys):
+    from linearsr_edge.backends.onnx.options import OnnxInt8Options, OrtOptions
     from linearsr_edge.errors import InputSpecError
-    from linearsr_edge.exporters import OnnxInt8Options
-    from linearsr_edge.runtimes import OrtOptions
 
     with pytest.raises(ConfigError, match="target 'onnx-fp32' takes NoOptions, got OnnxInt8Options"):
         build_bundle(ExportOptions(target="onnx-fp32", out=tmp_path / "b", target_options=OnnxInt8Options()))

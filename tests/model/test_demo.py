@@ -9,8 +9,8 @@ import pytest
 
 from linearsr_edge.demo import DEMO_DIR, load_demo, sample_images
 from linearsr_edge.demo.data import HELDOUT_PHOTOS, TRAIN_PHOTOS
-from linearsr_edge.imaging import read_image
-from linearsr_edge.process import SampleOptions
+from linearsr_edge.pipeline.imaging import read_image
+from linearsr_edge.pipeline.process import SampleOptions
 
 pytest.importorskip("skimage", reason="requires scikit-image (the dev extra), which ships the photos")
 

@@ -7,7 +7,7 @@ import torch
 from linearsr_edge.errors import ConfigError, ImageError
 from linearsr_edge.model.codec import PixelUnshuffleCodec
 from linearsr_edge.model.experts import SNRExperts
-from linearsr_edge.process import SampleOptions
+from linearsr_edge.pipeline.process import SampleOptions
 from linearsr_edge.reference import reference_runtime
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
 from tests.conftest import tiny_config
@@ -58,7 +58,7 @@ def test_residual_mode_with_zero_velocity_is_bicubic(rng):
         torch.nn.init.zeros_(p)
     image = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
     out = pipe.upscale(image).image
-    from linearsr_edge.imaging import bicubic_resize, from_model, to_model
+    from linearsr_edge.pipeline.imaging import bicubic_resize, from_model, to_model
 
     bic = from_model(bicubic_resize(to_model(image), 12, 12))
     assert np.abs(out.astype(int) - bic.astype(int)).max() <= 1

@@ -7,7 +7,7 @@ import pytest
 
 from linearsr_edge.build import ExportOptions, resolve_tags
 from linearsr_edge.errors import ConfigError
-from linearsr_edge.model.folder import load_model_folder
+from linearsr_edge.reference import load_model_folder
 from linearsr_edge.tags import NULL_TAG
 from tests.helpers import tiny_model_folder
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from linearsr_edge.errors import ConfigError, ImageError, InputSpecError
-from linearsr_edge.imaging import frame_rgb
-from linearsr_edge.parity import psnr
-from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes import SRRuntime
-from linearsr_edge.tiling import TileGrid, blend, seam_ratio, starts
+from linearsr_edge.pipeline import memory
+from linearsr_edge.pipeline.imaging import frame_rgb
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.pipeline.tiling import TileGrid, blend, seam_ratio, starts
+from linearsr_edge.quality.parity import psnr
+from linearsr_edge.runtime import SRRuntime
 
 
 def _frame(h, w, seed=0):
@@ -82,25 +83,27 @@ def test_a_tile_size_the_bundle_cannot_run_is_refused(runtime):
     lo = runtime.spec("expert_0").dims["height"].min * runtime.process.codec_factor
     with pytest.raises(ConfigError, match=f"below the smallest tile this bundle runs: give a tile of {lo} to"):
         runtime.tile_size(lo - 1)
-    assert runtime.tile_size(lo)[0] * runtime.process.codec_factor == lo
+    assert runtime.tile_size(lo)[0][0] * runtime.process.codec_factor == lo
     assert runtime.tile_size(10_000) == runtime.tile_size(runtime.spec("expert_0").dims["height"].max * 2)
 
 
 def test_the_plan_fits_the_budget_with_fewer_tiles_per_call_then_smaller_tiles():
-    from linearsr_edge.memory import plan_tiles, run_bytes
+    from linearsr_edge.pipeline.memory import plan_tiles, run_bytes
     from tests.conftest import tiny_config
 
     cfg = tiny_config()
     args = dict(cfg=cfg, codec_factor=2, out_pixels=640 * 480 * 4, min_tile=8, multiple=1, arenas=4, fixed_bytes=0)
-    roomy = plan_tiles(tile=64, max_batch=4, budget=1 << 40, **args)
-    assert (roomy.tile, roomy.batch, roomy.fits) == (64, 4, True)
+    roomy = plan_tiles(tile=(64, 64), max_batch=4, budget=1 << 40, **args)
+    assert (roomy.tile, roomy.batch, roomy.fits) == ((64, 64), 4, True)
     one_tile = run_bytes(cfg, 2, 640 * 480 * 4, 64 * 64, 4, 0, cover=(64 / 48) ** 2)
-    tight = plan_tiles(tile=64, max_batch=4, budget=one_tile, **args)
-    assert (tight.tile, tight.batch, tight.fits) == (64, 1, True) and tight.estimate_bytes <= one_tile
-    tighter = plan_tiles(tile=64, max_batch=4, budget=one_tile - 1, **args)
-    assert tighter.tile < 64 and tighter.batch >= 1 and tighter.fits
-    hopeless = plan_tiles(tile=64, max_batch=4, budget=1, **args)
-    assert (hopeless.tile, hopeless.batch, hopeless.fits) == (8, 1, False)
+    tight = plan_tiles(tile=(64, 64), max_batch=4, budget=one_tile, **args)
+    assert (tight.tile, tight.batch, tight.fits) == ((64, 64), 1, True) and tight.estimate_bytes <= one_tile
+    tighter = plan_tiles(tile=(64, 64), max_batch=4, budget=one_tile - 1, **args)
+    assert tighter.side < 64 and tighter.batch >= 1 and tighter.fits
+    hopeless = plan_tiles(tile=(64, 64), max_batch=4, budget=1, **args)
+    assert (hopeless.tile, hopeless.batch, hopeless.fits) == ((8, 8), 1, False)
+    pinned = plan_tiles(tile=(16, 24), max_batch=4, budget=1, shrink=False, **args)
+    assert pinned.tile == (16, 24) and not pinned.fits  # a restricted policy's tile is never halved
 
 
 def test_a_frame_over_the_memory_budget_is_tiled_within_it(tiny_bundles, caplog):
@@ -112,11 +115,11 @@ def test_a_frame_over_the_memory_budget_is_tiled_within_it(tiny_bundles, caplog)
         whole = roomy.upscale(image)
         assert whole.tiles == 0
     with SRRuntime.load(path, backend="onnxruntime") as rt:
-        rt.memory_budget = rt._untiled_bytes(48, 64) - 1  # one piece no longer fits
+        rt.memory_budget = memory.whole_bytes(rt, 48, 64) - 1  # one piece no longer fits
         plan = rt.tile_plan(48, 64)
         assert plan.fits and plan.estimate_bytes <= rt.memory_budget
         tiled = rt.upscale(image)
-        assert tiled.tiles > 1 and tiled.tile_px == plan.tile * rt.process.codec_factor
+        assert tiled.tiles > 1 and tiled.tile_px == plan.side * rt.process.codec_factor
         assert psnr(whole.image, tiled.image, peak=255.0) >= 40.0
         with pytest.raises(ConfigError, match="memory_budget must be a positive number of bytes"):
             rt.memory_budget = 0
@@ -216,35 +219,47 @@ def test_stream_in_order_goes_on_after_bad_frames(runtime):
     assert all(r.seconds > 0 for r in results if r.ok)
 
 
-class _FlakyBackend:
-    """Wraps the runtime's expert so that one call in the middle of a stream raises, as a driver might."""
+def flaky_backend(fail_on: int):
+    """ONNX Runtime whose expert sessions fail on their ``fail_on``-th run (counted across experts), as a
+    driver might: inside the session's run, where `Session.run` types the failure."""
+    from linearsr_edge.backends.onnx.session import OrtBackend
+    from linearsr_edge.pipeline.session import Binding
 
-    def __init__(self, runtime, fail_on: int) -> None:
-        self.runtime, self.fail_on, self.calls = runtime, fail_on, 0
-        self.original = runtime.process.expert
+    calls = [0]
 
-    def __enter__(self):
-        def expert(k, feeds):
-            self.calls += 1
-            if self.calls == self.fail_on:
-                raise RuntimeError("CUDA error: an illegal memory access was encountered")
-            return self.original(k, feeds)
+    class Flaky(OrtBackend):
+        def open(self, component):
+            session = super().open(component)
+            if component.startswith("expert"):
+                run = session._run
 
-        self.runtime.process.expert = expert
-        return self
+                def failing(feeds):
+                    calls[0] += 1
+                    if calls[0] == fail_on:
+                        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+                    return run(feeds)
 
-    def __exit__(self, *exc):
-        self.runtime.process.expert = self.original
+                session._run = failing
+                session._bind = lambda static: Binding(session, static)  # every input through _run
+            return session
+
+    return Flaky
 
 
 def test_stream_survives_a_backend_error(runtime):
+    from linearsr_edge.backends.onnx.options import OrtOptions
+    from linearsr_edge.errors import BackendRunError
+    from linearsr_edge.pipeline.runtime import SRRuntime as Core
+
     frames = [_frame(16, 24, seed=i) for i in range(3)]
     serial = [runtime.upscale(f).image for f in frames]
     steps = len(runtime.process.plan(SampleOptions()))
-    with _FlakyBackend(runtime, fail_on=steps + 2):  # frame 0 runs whole, frame 1 fails at its 2nd step
-        results = list(runtime.stream(frames, warmup=False))
+    backend = flaky_backend(fail_on=steps + 2)  # frame 0 runs whole, frame 1 fails at its 2nd step
+    with Core(backend(runtime.bundle, OrtOptions())) as flaky:
+        results = list(flaky.stream(frames, warmup=False))
     assert [r.ok for r in results] == [True, False, True]
-    assert "illegal memory access" in str(results[1].error)
+    assert isinstance(results[1].error, BackendRunError) and "illegal memory access" in str(results[1].error)
+    assert "onnxruntime failed to run expert_" in str(results[1].error)
     assert np.array_equal(results[2].image, serial[2]) and np.array_equal(results[0].image, serial[0])
 
 

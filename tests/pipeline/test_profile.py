@@ -11,20 +11,14 @@ import time
 import numpy as np
 import pytest
 
+from linearsr_edge.backends.onnx.options import OrtOptions
+from linearsr_edge.backends.onnx.session import OrtBackend
 from linearsr_edge.cli import profile as profile_cli
 from linearsr_edge.cli import upscale as upscale_cli
-from linearsr_edge.process import SampleOptions
-from linearsr_edge.profiling import (
-    BudgetRow,
-    choose,
-    compare_rows,
-    fit_frame,
-    gate_psnr,
-    profile,
-    reference_order,
-)
-from linearsr_edge.runtimes import SRRuntime
-from linearsr_edge.runtimes.base import Session, get_backend
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.pipeline.session import Session
+from linearsr_edge.profiling import BudgetRow, choose, compare_rows, fit_frame, gate_psnr, profile, reference_order
+from linearsr_edge.runtime import SRRuntime
 
 
 def _frame(h=24, w=32, seed=0):
@@ -62,18 +56,13 @@ class _Delayed(Session):
 
 def test_profile_puts_time_where_it_was_spent(tiny_bundles):
     bundle = tiny_bundles("onnx-fp32").bundle
-    info = get_backend("onnxruntime")
-    names = bundle.component_names()
     delay = {"expert_0": 0.0, "expert_1": 0.030, "expert_2": 0.0, "expert_3": 0.0, "encoder": 0.0, "decoder": 0.0}
-    rt = SRRuntime(
-        bundle.cfg,
-        bundle.codec_factor,
-        {n: bundle.spec(n) for n in names},
-        lambda n: _Delayed(info.factory(bundle, n, info.options()), delay[n]),
-        "onnxruntime",
-        tags=bundle.tags(),
-        bundle=bundle,
-    )
+
+    class Delayed(OrtBackend):
+        def open(self, component):
+            return _Delayed(super().open(component), delay[component])
+
+    rt = SRRuntime(Delayed(bundle, OrtOptions()))
     with rt:
         report = profile(rt, _frame(), SampleOptions(steps=4), runs=3, warmup=1)
     plan = rt.process.plan(SampleOptions(steps=4))
@@ -136,8 +125,7 @@ def test_choose_best_quality_within_budget():
 
 
 def test_reference_order_puts_the_most_precise_first():
-    manifests = [{"precision": "int8"}, {"precision": "fp16"}, {"precision": "fp32"}, {"precision": "fp32"}]
-    assert reference_order(manifests) == [2, 3, 1, 0]
+    assert reference_order(["int8", "fp16", "fp32", "fp32"]) == [2, 3, 1, 0]
 
 
 def test_compare_rows_and_gate_psnr(tiny_bundles):
@@ -146,18 +134,16 @@ def test_compare_rows_and_gate_psnr(tiny_bundles):
     for b in (fp32, int8):
         with SRRuntime.load(b.path, backend="onnxruntime") as rt:
             reports.append(profile(rt, _frame(), SampleOptions(steps=2), runs=2, warmup=1))
-    rows = compare_rows(reports, [fp32.manifest, int8.manifest])
+    rows = compare_rows(reports, [fp32, int8])
     assert [r["target"] for r in rows] == ["onnx-fp32", "onnx-int8"]
     assert rows[0]["speedup"] == 1.0
     assert rows[1]["speedup"] == pytest.approx(reports[0].image["p50_ms"] / reports[1].image["p50_ms"])
     on_disk = sum(p.stat().st_size for p in int8.path.rglob("*") if p.is_file())
     assert rows[1]["size_mib"] == pytest.approx(on_disk / 2**20)
-    pipeline = [r for r in int8.manifest["verification"]["rows"] if r["component"] == "pipeline"]
-    assert rows[1]["psnr_vs_fp32_db"] == gate_psnr(int8.manifest) == pipeline[-1]["value"]
+    pipeline = [r for r in int8.verification.rows if r.component == "pipeline"]
+    assert rows[1]["psnr_vs_fp32_db"] == gate_psnr(int8) == pipeline[-1].value
     assert math.isfinite(rows[1]["psnr_vs_fp32_db"])
-    assert gate_psnr({}) is None
-    identical = {"verification": {"rows": [{"component": "pipeline", "metric": "psnr_db", "value": None}]}}
-    assert gate_psnr(identical) == math.inf
+    assert gate_psnr(fp32) == math.inf  # the FP32 bundle's end-to-end run was identical to the reference
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -216,7 +202,7 @@ def test_budget_answer_and_its_command(tiny_bundles, tmp_path, capsys):
     same image as that configuration through the API."""
     fp32, int8 = tiny_bundles("onnx-fp32").bundle.path, tiny_bundles("onnx-int8").bundle.path
     frame = tmp_path / "frame.png"
-    from linearsr_edge.imaging import read_image, write_image
+    from linearsr_edge.pipeline.imaging import read_image, write_image
 
     write_image(frame, _frame(16, 24, seed=3))
     argv = [str(int8), "--compare", str(fp32), "--budget-ms", "60000", "--try-steps", "1,2"]
@@ -258,7 +244,7 @@ def test_budget_nothing_fits_exits_1(tiny_bundles, capsys):
 
 
 def test_upscale_warmup_flag(tiny_bundles, tmp_path, capsys):
-    from linearsr_edge.imaging import write_image
+    from linearsr_edge.pipeline.imaging import write_image
 
     frame = write_image(tmp_path / "f.png", _frame(16, 24)) or tmp_path / "f.png"
     path = str(tiny_bundles("onnx-fp32").bundle.path)
@@ -268,7 +254,7 @@ def test_upscale_warmup_flag(tiny_bundles, tmp_path, capsys):
 
 
 def test_budget_measures_tile_sizes_and_the_upscale_tile_flag(tiny_bundles, tmp_path, capsys):
-    from linearsr_edge.imaging import read_image, write_image
+    from linearsr_edge.pipeline.imaging import read_image, write_image
     from linearsr_edge.profiling import budget_search
 
     frame = _frame(32, 48, seed=5)

@@ -9,11 +9,14 @@ import shutil
 import numpy as np
 import pytest
 
-from linearsr_edge.bundle import Bundle, sha256_file
+from linearsr_edge.backends.onnx.options import OrtOptions
+from linearsr_edge.bundle import Bundle
 from linearsr_edge.errors import BundleError, QualityGateError
-from linearsr_edge.golden import GOLDEN_FILE, GoldenSet
 from linearsr_edge.machine import cpu_isa
-from linearsr_edge.runtimes import OrtOptions, SRRuntime
+from linearsr_edge.manifest import GOLDEN_FILE
+from linearsr_edge.quality.golden import GoldenSet
+from linearsr_edge.runtime import SRRuntime
+from tests.helpers import rehash
 
 
 def _copy(bundle: Bundle, dest):
@@ -21,20 +24,13 @@ def _copy(bundle: Bundle, dest):
     return dest
 
 
-def _rehash(path, rel: str) -> None:
-    """Make a replaced file pass the hash check: the bundle is internally consistent, only its content is wrong."""
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"][rel] = sha256_file(path / rel)
-    (path / "manifest.json").write_text(json.dumps(manifest))
-
-
 def test_every_bundle_carries_a_hashed_golden_set(tiny_bundles):
     bundle = tiny_bundles("onnx-int8").bundle
-    entry = bundle.manifest["golden"]
-    assert entry["file"] in bundle.manifest["files"] and entry["bytes"] < 2 << 20
+    entry = bundle.manifest.golden
+    assert entry.file in bundle.manifest.files and entry.bytes < 2 << 20
     golden = GoldenSet.load(bundle.path / GOLDEN_FILE)
     assert sorted(golden.experts) == [0, 1, 2, 3] and all(len(c) == 2 for c in golden.experts.values())
-    side = entry["lr_size"][0]
+    side = entry.lr_size[0]
     s = bundle.cfg.upscale
     assert golden.lr.shape == (side, side, 3) and golden.sr.shape == (s * side, s * side, 3)
     for cases in golden.experts.values():
@@ -78,8 +74,8 @@ def test_verify_passes_with_a_fingerprint(target, tiny_bundles):
 def _broken_int8(tiny_bundles, tmp_path, k: int = 2):
     """The good INT8 bundle with expert ``k`` replaced by a copy calibrated on inputs 100x too small:
     its activation ranges clip almost everything."""
-    from linearsr_edge.exporters.onnx_precision import ONNXInt8Exporter
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.backends.onnx.precision import ONNXInt8Exporter
+    from linearsr_edge.reference import load_model_folder
 
     good = tiny_bundles("onnx-int8").bundle
     path = _copy(good, tmp_path / "broken")
@@ -90,7 +86,7 @@ def _broken_int8(tiny_bundles, tmp_path, k: int = 2):
     (tmp_path / "q").mkdir()
     files = ONNXInt8Exporter().export(folder.experts[k], spec, tmp_path / "q", calibration=tiny)
     shutil.copy(files[0], path / f"expert_{k}.onnx")
-    _rehash(path, f"expert_{k}.onnx")
+    rehash(path, f"expert_{k}.onnx")
     return path
 
 
@@ -165,16 +161,16 @@ def test_verify_command(tiny_bundles, tmp_path, capsys):
 
 def test_the_manifest_records_the_machine_the_gates_ran_on(tiny_bundles):
     v = tiny_bundles("onnx-int8").bundle.verification
-    assert v["machine"]["isa"] == cpu_isa()[1] and v["machine"]["cores"] >= 1
-    assert v["thresholds"]["step_snr_db"] == 15.0
-    steps = [r for r in v["rows"] if r["metric"] == "step_snr_db"]
-    assert len(steps) == 4 and all(r["passed"] for r in steps)
+    assert v.machine["isa"] == cpu_isa()[1] and v.machine["cores"] >= 1
+    assert v.thresholds.step_snr_db == 15.0
+    steps = [r for r in v.rows if r.metric == "step_snr_db"]
+    assert len(steps) == 4 and all(r.passed for r in steps)
 
 
 def test_the_step_gate_refuses_an_export(tiny_bundles, tmp_path):
-    from linearsr_edge.calibration import QualityThresholds
+    from linearsr_edge.checks import QualityThresholds
     from linearsr_edge.cli.export import _thresholds
-    from linearsr_edge.exporters import get_target
+    from linearsr_edge.targets import get_target
     from tests.helpers import export_tiny
 
     tiny_bundles("onnx-fp16")  # the tiny model and photos exist under root
@@ -196,7 +192,7 @@ def _int8_weights(path) -> list[np.ndarray]:
 def test_default_int8_weights_cannot_saturate_16_bit_pair_sums(tiny_bundles):
     """x86 without VNNI adds U8 x S8 products in pairs into int16 (vpmaddubsw). The default 7-bit weights
     keep every pair sum in range by construction; 8-bit weights (--int8-full-range) can leave it."""
-    from linearsr_edge.exporters.onnx_options import OnnxInt8Options
+    from linearsr_edge.backends.onnx.options import OnnxInt8Options
     from tests.helpers import export_tiny
 
     def pair_max(weights: list[np.ndarray]) -> int:  # the largest |u8 * w + u8 * w|
@@ -207,7 +203,7 @@ def test_default_int8_weights_cannot_saturate_16_bit_pair_sums(tiny_bundles):
     full = export_tiny(
         tiny_bundles.root, "onnx-int8", name="full-range", target_options=OnnxInt8Options(reduce_range=False)
     )
-    assert full.bundle.manifest["target_options"]["reduce_range"] is False
+    assert full.bundle.manifest.target_options["reduce_range"] is False
     assert pair_max(_int8_weights(full.bundle.file("expert_0"))) > np.iinfo(np.int16).max
 
 
@@ -228,9 +224,9 @@ def test_golden_set_round_trip_shares_what_is_shared(tiny_bundles, tmp_path):
 
 
 def test_a_sigma_outside_the_plan_is_refused_not_given_a_zero_step(tiny_bundles):
-    from linearsr_edge.golden import step_deltas
-    from linearsr_edge.model.folder import load_model_folder
-    from linearsr_edge.process import SampleOptions
+    from linearsr_edge.pipeline.process import SampleOptions
+    from linearsr_edge.quality.golden import step_deltas
+    from linearsr_edge.reference import load_model_folder
 
     tiny_bundles("onnx-fp32")
     process = load_model_folder(tiny_bundles.root / "model").reference().process

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -162,45 +161,10 @@ def test_a_user_profile_overrides_fields_and_bad_ones_are_named(tmp_path):
             load_profile(tmp_path / "bad.json", base=base)
 
 
-def test_doctor_recommends_an_installed_target_and_says_why(capsys):
-    from linearsr_edge.cli.doctor import main
-    from linearsr_edge.exporters import get_target
-
-    assert main(["--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    target = data["recommended_target"]
-    assert target is not None and get_target(target).available and data["reason"]
-    assert data["device"]["isa"] == cpu_isa()[1]
-    assert {b["name"] for b in data["backends"]} >= {"onnxruntime", "openvino"}
-    assert main([]) == 0
-    out = capsys.readouterr().out
-    assert f"export:   {target}:" in out and f"linearsr-export --target {target}" in out
-
-
-def test_export_target_auto_names_the_choice_and_why(caplog):
-    import logging
-
-    from linearsr_edge.cli.export import auto_target
-    from linearsr_edge.devices import detect
-    from linearsr_edge.devices.profiles import match_profile
-    from linearsr_edge.exporters import get_target
-
-    logger = logging.getLogger("linearsr_edge")
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.INFO)
-    try:
-        name = auto_target()
-    finally:
-        logger.removeHandler(caplog.handler)
-    assert get_target(name).available and name in match_profile(detect()).targets
-    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("auto:"))
-    assert line.startswith(f"auto: {name} on ") and "because" in line
-
-
 def test_residency_auto_takes_the_profiles_budget():
     from linearsr_edge.devices import detect
     from linearsr_edge.devices.profiles import match_profile
-    from linearsr_edge.runtimes.residency import auto_residency
+    from linearsr_edge.pipeline.residency import ResidencyPolicy, auto_residency
 
     budget = match_profile(detect()).memory_budget_bytes
     kinds = {"expert_0": "expert", "expert_1": "expert", "encoder": "encoder", "decoder": "decoder"}
@@ -208,7 +172,9 @@ def test_residency_auto_takes_the_profiles_budget():
     def sizes(expert: int, codec: int = 1 << 20) -> dict[str, int]:
         return {"expert_0": expert, "expert_1": expert, "encoder": codec, "decoder": codec}
 
-    assert auto_residency(kinds, sizes(1 << 20)) == "all"  # a small bundle: no detection needed
-    assert auto_residency(kinds, sizes(budget // 3)) == "all"
-    assert auto_residency(kinds, sizes(budget * 2 // 3)) == budget  # both experts do not fit, one does
-    assert auto_residency(kinds, sizes(budget)) == "one"  # not even one expert beside the codec
+    everything, one = ResidencyPolicy("all"), ResidencyPolicy("one")
+    assert auto_residency(kinds, sizes(1 << 20)) == everything  # a small bundle: no detection needed
+    assert auto_residency(kinds, sizes(budget // 3)) == everything
+    # both experts do not fit, one does
+    assert auto_residency(kinds, sizes(budget * 2 // 3)) == ResidencyPolicy("budget", budget)
+    assert auto_residency(kinds, sizes(budget)) == one  # not even one expert beside the codec

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from linearsr_edge.errors import ImageError
-from linearsr_edge.imaging import pad_to_multiple, read_image, write_image
+from linearsr_edge.pipeline.imaging import pad_to_multiple, read_image, write_image
 
 
 def test_modes_are_converted(tmp_path):

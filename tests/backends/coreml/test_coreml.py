@@ -31,7 +31,7 @@ class CoreMLBundles(dict):
         self.root = root
 
     def __missing__(self, precision: str):
-        from linearsr_edge.exporters import CoreMLInt8Options
+        from linearsr_edge.backends.coreml.options import CoreMLInt8Options
 
         extra = {"target_options": CoreMLInt8Options(weight_threshold=256)} if precision == "int8" else {}
         self[precision] = export_tiny(self.root, f"coreml-{precision}", **extra)
@@ -88,9 +88,9 @@ def test_fp16_keeps_the_linear_attention_fp32_and_runs_the_big_matmuls_in_fp16(c
 
 def test_without_the_op_selector_coreml_would_run_the_attention_sums_in_fp16(tmp_path, tiny_cfg):
     """The control for the test above: blanket FP16 drops the model's ``.float()`` upcasts."""
-    from linearsr_edge.coreml_plan import shape_plan
-    from linearsr_edge.exporters.coreml import ct_inputs, export_program
-    from linearsr_edge.exporters.coreml_options import CoreMLOptions
+    from linearsr_edge.backends.coreml.export import ct_inputs, export_program
+    from linearsr_edge.backends.coreml.options import CoreMLOptions
+    from linearsr_edge.backends.coreml.plan import shape_plan
     from linearsr_edge.model.denoiser import Denoiser
     from linearsr_edge.specs import component_specs
 
@@ -114,10 +114,10 @@ def test_int8_stores_per_channel_int8_weights_at_about_half_the_fp16_bytes(corem
     from linearsr_edge.fileio import disk_bytes
 
     """One expert through the exporter (a whole bundle is exported on macOS, for the parity test)."""
-    from linearsr_edge.components import component_module
-    from linearsr_edge.exporters.coreml import CoreMLInt8Exporter
-    from linearsr_edge.exporters.coreml_options import CoreMLInt8Options
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.backends.coreml.export import CoreMLInt8Exporter
+    from linearsr_edge.backends.coreml.options import CoreMLInt8Options
+    from linearsr_edge.model.components import component_module
+    from linearsr_edge.reference import load_model_folder
 
     fp16 = coreml_bundles["fp16"].bundle
     exporter = CoreMLInt8Exporter(CoreMLInt8Options(weight_threshold=256))
@@ -165,15 +165,18 @@ def test_enumerated_shapes_are_the_declared_ones(coreml_bundles):
     decoder = {i.name: i.type.multiArrayType for i in saved_spec(bundle.file("decoder")).description.input}
     assert sorted(tuple(s.shape)[2:] for s in decoder["latent"].enumeratedShapes.shapes) == sorted(latents)
     # the manifest's plan says the same, so the runtime checks feeds against what the package declares
-    plan = bundle.manifest["coreml"]["components"]["expert_1"]["shapes"]
-    assert sorted(tuple(s["latent"][2:]) for s in plan["sets"]) == sorted(latents) and plan["cond_len"] == 6
+    plan = bundle.manifest.family("coreml").components["expert_1"].shapes
+    assert sorted(tuple(s["latent"][2:]) for s in plan.sets) == sorted(latents) and plan.cond_len == 6
+    # and the size policy every backend honours lists the same output sizes, one row per call
+    policy = bundle.spec("expert_1").sizes
+    assert (policy.mode, policy.max_batch, sorted(policy.sizes)) == ("listed", 1, sorted(TEST_SIZES))
 
 
 def test_tiling_the_cond_rows_leaves_the_expert_output_unchanged(tiny_cfg):
     """The fixed cond length of enumerated experts relies on this: no change beyond float rounding."""
     import torch
 
-    from linearsr_edge.coreml_plan import ShapePlan, fit_cond
+    from linearsr_edge.backends.coreml.plan import ShapePlan, fit_cond
     from linearsr_edge.model.denoiser import Denoiser
     from linearsr_edge.specs import component_specs
 
@@ -195,27 +198,32 @@ def test_tiling_the_cond_rows_leaves_the_expert_output_unchanged(tiny_cfg):
 
 
 def test_export_report_and_unverified_bundle(coreml_bundles):
+    from linearsr_edge.manifest import Manifest
+
     result = coreml_bundles["fp16"]
-    manifest = json.loads((result.bundle.path / "manifest.json").read_text())
-    report = manifest["coreml"]
-    assert report["deployment_target"] == "macOS15" and report["coremltools"] == ct.__version__
-    expert = report["components"]["expert_0"]
-    assert expert["ops"] > 50 and expert["op_types"]["linear"] > 10
-    assert len(expert["linear_attention"]) >= 10
-    assert {a["dtype"] for a in expert["linear_attention"]} == {"FLOAT32"}
-    assert expert["weight_bytes"] > 0 and expert["shapes"]["mode"] == "enumerated"
-    assert sorted(map(tuple, manifest["output_sizes"])) == sorted(TEST_SIZES)  # the runtime pads other frames
-    verification = manifest["verification"]
-    assert verification["verified"] is False and "macOS" in verification["reason"]
-    assert verification["finish_on_device"].startswith("linearsr-verify ")
+    raw = json.loads((result.bundle.path / "manifest.json").read_text())
+    manifest = Manifest.from_data(raw)
+    assert manifest == result.bundle.manifest and raw["families"]["coreml"]["deployment_target"] == "macOS15"
+    report = manifest.family("coreml")
+    assert report.deployment_target == "macOS15" and report.coremltools == ct.__version__
+    expert = report.components["expert_0"]
+    assert expert.ops > 50 and expert.op_types["linear"] > 10
+    assert len(expert.linear_attention) >= 10
+    assert {a.dtype for a in expert.linear_attention} == {"FLOAT32"}
+    assert expert.weight_bytes > 0 and expert.shapes.mode == "enumerated"
+    # the runtime pads other frames to one of the listed output sizes
+    assert sorted(manifest.components["decoder"].spec.sizes.sizes) == sorted(TEST_SIZES)
+    verification = manifest.verification
+    assert verification.verified is False and "macOS" in verification.reason
+    assert verification.finish_on_device.startswith("linearsr-verify ")
     # the package folders are hashed file by file, and the bundle loads (and verifies its hashes)
-    assert any(f.startswith("expert_0.mlpackage/") and f.endswith("weight.bin") for f in manifest["files"])
-    assert result.bundle.component_bytes("expert_0") > expert["weight_bytes"]
+    assert any(f.startswith("expert_0.mlpackage/") and f.endswith("weight.bin") for f in manifest.files)
+    assert result.bundle.component_bytes("expert_0") > expert.weight_bytes
 
 
 def test_range_shapes_declare_the_profile(tmp_path, tiny_cfg):
-    from linearsr_edge.exporters.coreml import CoreMLExporter
-    from linearsr_edge.exporters.coreml_options import CoreMLOptions
+    from linearsr_edge.backends.coreml.export import CoreMLExporter
+    from linearsr_edge.backends.coreml.options import CoreMLOptions
     from linearsr_edge.model.denoiser import Denoiser
     from linearsr_edge.specs import component_specs
 
@@ -232,8 +240,8 @@ def test_range_shapes_declare_the_profile(tmp_path, tiny_cfg):
 
 
 def test_macos14_enumerates_the_codec_and_gives_the_experts_ranges(tiny_cfg):
-    from linearsr_edge.coreml_plan import shape_plan
-    from linearsr_edge.exporters.coreml_options import CoreMLOptions
+    from linearsr_edge.backends.coreml.options import CoreMLOptions
+    from linearsr_edge.backends.coreml.plan import shape_plan
     from linearsr_edge.specs import component_specs
 
     specs = component_specs(tiny_cfg, TINY_PROFILE, FACTOR)
@@ -247,7 +255,7 @@ def test_macos14_enumerates_the_codec_and_gives_the_experts_ranges(tiny_cfg):
 
 # -- pure logic: sizes, plans, options ------------------------------------------------------------
 def test_camera_sizes_that_fit_the_profile_are_enumerated(tiny_cfg):
-    from linearsr_edge.coreml_plan import output_sizes
+    from linearsr_edge.backends.coreml.plan import output_sizes
     from linearsr_edge.specs import Profile, component_specs
 
     profile = Profile(min_hw=(64, 64), opt_hw=(256, 256), max_hw=(720, 1280))
@@ -259,8 +267,8 @@ def test_camera_sizes_that_fit_the_profile_are_enumerated(tiny_cfg):
 
 
 def test_feeds_outside_the_enumerated_shapes_are_refused_with_the_list(tiny_cfg):
-    from linearsr_edge.coreml_plan import enumerated_cond_len, plan_rows, shape_plan
-    from linearsr_edge.exporters.coreml_options import CoreMLOptions
+    from linearsr_edge.backends.coreml.options import CoreMLOptions
+    from linearsr_edge.backends.coreml.plan import enumerated_cond_len, plan_rows, shape_plan
     from linearsr_edge.specs import component_specs
 
     assert [enumerated_cond_len(m) for m in (1, 2, 5, 6, 11, 12, 16, 300)] == [1, 2, 2, 6, 6, 12, 12, 12]
@@ -275,12 +283,15 @@ def test_feeds_outside_the_enumerated_shapes_are_refused_with_the_list(tiny_cfg)
         plan_rows(spec.dummy_inputs("opt", batch=1, height=20, width=20, cond_len=1), spec, plan)
     ranges = shape_plan(spec, CoreMLOptions(shapes="range"), FACTOR)
     (whole,) = plan_rows(good, spec, ranges)  # ranges take the batch and the cond as they are
-    assert whole["latent"].shape[0] == 3 and whole["cond"].shape[1] == 2
+    assert whole["latent"].shape[0] == 3 and whole["cond"].shape[1] == 2 and ranges.varying_inputs() == []
+    full = spec.dummy_inputs("opt", batch=1, height=16, width=24, cond_len=6)
+    (row,) = plan_rows(full, spec, plan)  # a cond of the model's own length goes as it is
+    np.testing.assert_array_equal(row["cond"], full["cond"])
 
 
 def test_calibration_rows_are_cropped_to_an_enumerated_size(tiny_cfg):
-    from linearsr_edge.coreml_plan import calibration_rows, shape_plan
-    from linearsr_edge.exporters.coreml_options import CoreMLOptions
+    from linearsr_edge.backends.coreml.options import CoreMLOptions
+    from linearsr_edge.backends.coreml.plan import calibration_rows, shape_plan
     from linearsr_edge.specs import component_specs
 
     spec = component_specs(tiny_cfg, TINY_PROFILE, FACTOR)[0]
@@ -291,6 +302,8 @@ def test_calibration_rows_are_cropped_to_an_enumerated_size(tiny_cfg):
     np.testing.assert_array_equal(rows[1]["lr_latent"][0], feeds["lr_latent"][1, :, 2:18, 3:27])  # centred
     assert rows[0]["cond"].shape[1] == 6
     assert calibration_rows(spec.dummy_inputs("opt", batch=1, height=4, width=4), spec, plan) == []
+    (whole,) = calibration_rows(feeds, spec, shape_plan(spec, CoreMLOptions(shapes="range"), FACTOR))
+    assert whole["latent"].shape == feeds["latent"].shape  # ranges take the rows as recorded
 
 
 @pytest.mark.parametrize(
@@ -301,17 +314,19 @@ def test_calibration_rows_are_cropped_to_an_enumerated_size(tiny_cfg):
         ({"shapes": "range", "sizes": ((64, 64),)}, "needs --coreml-shapes enumerated"),
         ({"palettize_bits": 3}, "palettize_bits"),
         ({"weight_threshold": -1}, "weight_threshold"),
+        ({"weight_threshold": 2.5}, "weight_threshold must be an integer"),
+        ({"sizes": ((0, 64),)}, r"sizes must be \(height, width\) pairs of positive pixels"),
     ],
 )
 def test_bad_options_are_refused(kwargs, match):
-    from linearsr_edge.exporters.coreml_options import CoreMLInt8Options
+    from linearsr_edge.backends.coreml.options import CoreMLInt8Options
 
     with pytest.raises(ConfigError, match=match):
         CoreMLInt8Options(**kwargs)
 
 
 def test_compiled_model_cache_key_follows_the_package_and_the_compiler():
-    from linearsr_edge.runtimes.coreml import cache_key
+    from linearsr_edge.backends.coreml.session import cache_key
 
     files = {"expert_0.mlpackage/Manifest.json": "a" * 64, "expert_0.mlpackage/Data/weight.bin": "b" * 64}
     key = cache_key(files, "9.0")
@@ -322,11 +337,13 @@ def test_compiled_model_cache_key_follows_the_package_and_the_compiler():
 
 def test_the_cache_key_of_a_bundle_being_written_matches_the_committed_one(coreml_bundles):
     """Export gates run on the staged bundle, before the manifest holds digests: the key must not change."""
+    from dataclasses import replace
+
+    from linearsr_edge.backends.coreml.session import cache_key, package_files
     from linearsr_edge.bundle import Bundle
-    from linearsr_edge.runtimes.coreml import cache_key, package_files
 
     bundle = coreml_bundles["fp16"].bundle
-    staged = Bundle(bundle.path, {**bundle.manifest, "files": {}})
+    staged = Bundle(bundle.path, replace(bundle.manifest, files={}))
     committed = package_files(bundle, "expert_0.mlpackage")
     assert package_files(staged, "expert_0.mlpackage") == committed
     assert len(committed) >= 2 and all(rel.startswith("expert_0.mlpackage/") for rel in committed)
@@ -336,7 +353,8 @@ def test_the_cache_key_of_a_bundle_being_written_matches_the_committed_one(corem
 # -- macOS only -----------------------------------------------------------------------------------
 @pytest.mark.skipif(sys.platform == "darwin", reason="checks the refusal off macOS")
 def test_off_macos_a_coreml_bundle_refuses_to_load_saying_why(coreml_bundles):
-    from linearsr_edge.runtimes import SRRuntime, get_backend
+    from linearsr_edge.pipeline.session import get_backend
+    from linearsr_edge.runtime import SRRuntime
 
     with pytest.raises(BackendUnavailableError, match="runs on macOS only, and this machine runs Linux"):
         SRRuntime.load(coreml_bundles["fp16"].bundle.path)
@@ -362,11 +380,11 @@ macos = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predicts on
 @pytest.mark.parametrize("precision, floor_db", [("fp16", 45.0), ("int8", 35.0)])
 def test_bundle_parity_on_macos(coreml_bundles, precision, floor_db):
     """End to end against the PyTorch reference, on a photo of an enumerated size (output 32x48, the optimum)."""
-    from linearsr_edge.imaging import read_image
-    from linearsr_edge.model.folder import load_model_folder
-    from linearsr_edge.parity import psnr
-    from linearsr_edge.process import SampleOptions
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.pipeline.imaging import read_image
+    from linearsr_edge.pipeline.process import SampleOptions
+    from linearsr_edge.quality.parity import psnr
+    from linearsr_edge.reference import load_model_folder
+    from linearsr_edge.runtime import SRRuntime
     from tests.helpers import write_photo
 
     result = coreml_bundles[precision]
@@ -395,8 +413,8 @@ def test_w8a8_quantizes_activations_per_band_and_passes_its_gates_on_macos(corem
 @pytest.mark.macos
 @macos
 def test_compiled_models_are_cached_on_macos(coreml_bundles, tmp_path):
-    from linearsr_edge.runtimes import SRRuntime
-    from linearsr_edge.runtimes.coreml import CoreMLRuntimeOptions
+    from linearsr_edge.backends.coreml.options import CoreMLRuntimeOptions
+    from linearsr_edge.runtime import SRRuntime
 
     options = CoreMLRuntimeOptions(cache_dir=tmp_path / "cache")
     SRRuntime.load(coreml_bundles["fp16"].bundle.path, backend="coreml", options=options).close()
@@ -413,14 +431,13 @@ def test_half_precision_with_the_policy_stays_finite_and_within_the_fp16_gates(t
     (`benchmarks/coreml_export.py --part fp16` runs the demo at 1024x1024, 65,536 tokens.)"""
     import torch
 
-    from linearsr_edge.calibration import QualityThresholds
-    from linearsr_edge.components import component_module
-    from linearsr_edge.imaging import read_image
-    from linearsr_edge.model.folder import load_model_folder
-    from linearsr_edge.parity import psnr, sqnr
+    from linearsr_edge.checks import QualityThresholds
+    from linearsr_edge.model.components import component_module
+    from linearsr_edge.pipeline.imaging import read_image
+    from linearsr_edge.pipeline.process import SampleOptions
     from linearsr_edge.precision import Precision
-    from linearsr_edge.process import SampleOptions
-    from linearsr_edge.reference import HalfPrecision, reference_runtime
+    from linearsr_edge.quality.parity import psnr, sqnr
+    from linearsr_edge.reference import HalfPrecision, load_model_folder, reference_runtime
     from linearsr_edge.specs import component_specs
     from tests.helpers import tiny_model_folder, write_photo
 
@@ -457,10 +474,10 @@ def test_export_command_refuses_int8_flags_for_fp16_and_a_size_outside_the_profi
 def test_palettized_weights_are_4_bit_lookup_tables(coreml_bundles, tmp_path):
     from coremltools.proto import MIL_pb2
 
-    from linearsr_edge.components import component_module
-    from linearsr_edge.exporters.coreml import CoreMLInt8Exporter
-    from linearsr_edge.exporters.coreml_options import CoreMLInt8Options
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.backends.coreml.export import CoreMLInt8Exporter
+    from linearsr_edge.backends.coreml.options import CoreMLInt8Options
+    from linearsr_edge.model.components import component_module
+    from linearsr_edge.reference import load_model_folder
 
     fp16 = coreml_bundles["fp16"].bundle
     exporter = CoreMLInt8Exporter(CoreMLInt8Options(palettize_bits=4, weight_threshold=256))
@@ -473,76 +490,14 @@ def test_palettized_weights_are_4_bit_lookup_tables(coreml_bundles, tmp_path):
         (indices,) = op.inputs["indices"].arguments
         assert MIL_pb2.DataType.Name(indices.value.type.tensorType.dataType) == "UINT4"
     report = exporter.report["expert_0"]
-    assert report["weight_bytes"] < 0.4 * fp16.manifest["coreml"]["components"]["expert_0"]["weight_bytes"]
+    assert report.weight_bytes < 0.4 * fp16.manifest.family("coreml").components["expert_0"].weight_bytes
 
 
-# -- listed output sizes: frames are padded up to one (any backend honours the manifest's list) -----
-@pytest.fixture
-def listed_runtime(tiny_bundles, tmp_path):
-    """The tiny onnx-fp32 bundle with the manifest entry a Core ML export writes: output sizes 32x48 and
-    64x64 only. ONNX Runtime would run any size; the runtime must keep to the list."""
-    import shutil
-
-    from linearsr_edge.runtimes import SRRuntime
-
-    folder = tmp_path / "listed"
-    shutil.copytree(tiny_bundles("onnx-fp32").bundle.path, folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["output_sizes"] = [[64, 64], [32, 48]]
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return SRRuntime.load(folder), SRRuntime.load(tiny_bundles("onnx-fp32").bundle.path)
-
-
-def test_frames_are_padded_to_a_listed_size_and_cropped_back(listed_runtime):
-    from linearsr_edge.process import SampleOptions
-
-    listed, free = listed_runtime
-    assert listed.output_sizes == [(32, 48), (64, 64)] and free.output_sizes is None
-    frame = np.random.default_rng(0).integers(0, 256, (10, 14, 3), np.uint8)
-    got = listed.upscale(frame, SampleOptions(seed=0)).image
-    assert got.shape == (20, 28, 3)
-    padded = np.pad(frame, ((0, 6), (0, 10), (0, 0)), mode="symmetric")  # to 16x24: output 32x48
-    np.testing.assert_array_equal(got, free.upscale(padded, SampleOptions(seed=0)).image[:20, :28])
-    assert not np.array_equal(got, free.upscale(frame, SampleOptions(seed=0)).image)  # so it did pad
-    # a listed size runs as it is; a batch pads each frame to its own size
-    assert listed.padded_size(16, 24) is None and listed.padded_size(20, 20) == (32, 32)
-    batch = listed.upscale_batch([frame, np.zeros((16, 24, 3), np.uint8)], SampleOptions(seed=0))
-    assert [r.image.shape for r in batch] == [(20, 28, 3), (32, 48, 3)]
-    with pytest.raises(InputSpecError, match="larger than every output size this bundle takes"):
-        listed.upscale(np.zeros((40, 40, 3), np.uint8), tiling=False)
-
-
-def test_frames_above_every_listed_size_are_tiled_in_listed_squares(listed_runtime):
-    from linearsr_edge.process import SampleOptions
-
-    listed, free = listed_runtime
-    assert listed.tile_size(512)[0] == 32 and listed.tile_size(40)[0] == 32  # 64x64 output: the only square
-    rng = np.random.default_rng(1)
-    big = rng.integers(0, 256, (40, 40, 3), np.uint8)  # output 80x80: above 32x48 and 64x64
-    got = listed.upscale(big, SampleOptions(seed=0)).image
-    np.testing.assert_array_equal(got, free.upscale(big, SampleOptions(seed=0), tiling=True, tile=64).image)
-    wide = rng.integers(0, 256, (10, 40, 3), np.uint8)  # 10 rows: shorter than a tile, padded to 32
-    got = listed.upscale(wide, SampleOptions(seed=0)).image
-    padded = np.pad(wide, ((0, 22), (0, 0), (0, 0)), mode="symmetric")
-    want = free.upscale(padded, SampleOptions(seed=0), tiling=True, tile=64).image[:20]
-    assert got.shape == (20, 80, 3)
-    np.testing.assert_array_equal(got, want)
-
-
-def test_gate_inputs_are_cropped_to_a_listed_size(listed_runtime):
-    listed, free = listed_runtime
-    assert listed.crop_to_profile(np.zeros((30, 30, 3), np.uint8)).shape == (16, 24, 3)
-    assert free.crop_to_profile(np.zeros((30, 30, 3), np.uint8)).shape == (30, 30, 3)
-    spec = listed.spec("expert_0")
-    feeds = spec.dummy_inputs("opt", batch=1, height=20, width=30)
-    fitted = listed.fit_feeds(feeds)
-    assert fitted["latent"].shape[2:] == (16, 24) and fitted["cond"] is feeds["cond"]
-    np.testing.assert_array_equal(fitted["lr_latent"], feeds["lr_latent"][:, :, 2:18, 3:27])
-
-
-def test_runtime_refusals_name_the_problem(listed_runtime, tiny_bundles):
+# -- listed sizes: padding, tiling and gate crops are the shared size policy's (tests/pipeline/test_sizes.py) --
+def test_runtime_refusals_name_the_problem(tiny_bundles):
+    from linearsr_edge.backends.coreml.options import CoreMLRuntimeOptions
+    from linearsr_edge.backends.coreml.session import plan_of
     from linearsr_edge.errors import BundleError
-    from linearsr_edge.runtimes.coreml import CoreMLRuntimeOptions, plan_of
 
     with pytest.raises(ConfigError, match="Core ML schedules its own threads"):
         CoreMLRuntimeOptions(threads=2)
@@ -550,7 +505,72 @@ def test_runtime_refusals_name_the_problem(listed_runtime, tiny_bundles):
         CoreMLRuntimeOptions(compute_units="NE")
     with pytest.raises(BundleError, match="no Core ML report for expert_0"):
         plan_of(tiny_bundles("onnx-fp32").bundle, "expert_0")
-    listed, _ = listed_runtime
-    listed.output_sizes = [(32, 48)]  # no square size: tiles cannot be listed
-    with pytest.raises(ConfigError, match="lists no square output size"):
-        listed.tile_size(64)
+
+
+def test_every_package_says_what_it_is_in_its_metadata(coreml_bundles):
+    """A package lifted out of the bundle (into an app) names its model, component, band, precision and export,
+    read back by coremltools from the saved package."""
+    bundle = coreml_bundles["fp16"].bundle
+    meta = ct.models.MLModel(str(bundle.file("expert_3")), skip_model_load=True).user_defined_metadata
+    assert meta["linearsr.component"] == "expert_3" and meta["linearsr.band"] == str(bundle.cfg.bands[3])
+    assert meta["linearsr.precision"] == "fp16" and meta["linearsr.target"] == "coreml-fp16"
+    assert meta["linearsr.export_id"] == bundle.manifest.export_id
+    encoder = ct.models.MLModel(str(bundle.file("encoder")), skip_model_load=True).user_defined_metadata
+    assert encoder["linearsr.component"] == "encoder" and "linearsr.band" not in encoder
+
+
+def test_w8a8_calibrates_experts_on_their_band_rows_and_keeps_the_islands_in_float(tiny_cfg):
+    """What coreml-w8a8 hands Core ML's activation calibration (which predicts, so it runs on a Mac): each expert's
+    recorded rows cropped to an enumerated size, and the ops left in float: the FP32 islands and the activation
+    products. The codec gets none (no band data)."""
+    from linearsr_edge.backends.coreml.export import activation_calibration, convert
+    from linearsr_edge.backends.coreml.options import CoreMLInt8Options
+    from linearsr_edge.backends.coreml.plan import shape_plan
+    from linearsr_edge.model.denoiser import Denoiser
+    from linearsr_edge.specs import component_specs
+
+    specs = component_specs(tiny_cfg, TINY_PROFILE, FACTOR)
+    spec, options = specs[0], CoreMLInt8Options()
+    plan = shape_plan(spec, options, FACTOR)
+    model = convert(Denoiser(tiny_cfg).eval(), spec, options, plan)
+    recorded = [spec.dummy_inputs("opt", batch=2, seed=s, height=20, width=30, cond_len=1) for s in range(2)]
+    samples, keep = activation_calibration(model, spec, plan, recorded)
+    assert len(samples) == 4 and {r["latent"].shape for r in samples} == {(1, tiny_cfg.latent_channels, 16, 24)}
+    ops = {op.name: op.op_type for op in model._mil_program.functions["main"].operations}
+    assert keep <= set(ops) and {"reduce_sum", "matmul"} <= {ops[n] for n in keep}
+    assert not any(ops[n] in ("linear", "conv") for n in keep)  # the weight products are quantized
+    assert activation_calibration(model, specs[-1], plan, recorded) == ([], set())  # the decoder: no band data
+    tiny = [spec.dummy_inputs("opt", batch=1, height=4, width=4)]
+    with pytest.raises(ExportError, match="every calibration sample is smaller than the smallest enumerated size"):
+        activation_calibration(model, spec, plan, tiny)
+
+
+def test_a_module_torch_export_or_core_ml_cannot_take_is_an_export_error(tiny_cfg):
+    import torch
+
+    from linearsr_edge.backends.coreml.export import convert, export_program
+    from linearsr_edge.backends.coreml.options import CoreMLOptions
+    from linearsr_edge.backends.coreml.plan import shape_plan
+    from linearsr_edge.specs import component_specs
+
+    class DataDependent(torch.nn.Module):  # a branch on the values: torch.export refuses it
+        def forward(self, latent, lr_latent, sigma, cond):
+            return latent * 2 if latent.sum() > 0 else latent
+
+    class Spectral(torch.nn.Module):  # an FFT: no Core ML op for it
+        def forward(self, latent, lr_latent, sigma, cond):
+            return torch.fft.fft2(latent).real + lr_latent
+
+    spec = component_specs(tiny_cfg, TINY_PROFILE, FACTOR)[0]
+    with pytest.raises(ExportError, match="expert_0: torch.export failed on the spec's dynamic axes"):
+        export_program(DataDependent(), spec)
+    plan = shape_plan(spec, CoreMLOptions(shapes="range"), FACTOR)
+    with pytest.raises(ExportError, match=r"expert_0: Core ML conversion failed \(range shapes\)"):
+        convert(Spectral(), spec, CoreMLOptions(shapes="range"), plan)
+
+
+def test_the_backend_reports_the_installed_coremltools():
+    from linearsr_edge.pipeline.session import BACKENDS
+
+    (info,) = [b for b in BACKENDS.entries() if b.name == "coreml"]
+    assert info.version() == ct.__version__

@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import pytest
 
-from linearsr_edge.calibration import QualityThresholds
+from linearsr_edge.checks import QualityThresholds
 from linearsr_edge.errors import QualityGateError
 from linearsr_edge.specs import Profile
 from tests.helpers import export_tiny
@@ -15,8 +15,8 @@ from tests.helpers import export_tiny
 onnx = pytest.importorskip("onnx", reason="requires onnx (the onnx extra)")
 pytest.importorskip("onnxruntime", reason="requires onnxruntime (the onnx extra)")
 
-from linearsr_edge.exporters.onnx_options import OnnxInt8Options  # noqa: E402
-from linearsr_edge.exporters.onnx_precision import fp32_island_nodes  # noqa: E402
+from linearsr_edge.backends.onnx.options import OnnxInt8Options  # noqa: E402
+from linearsr_edge.backends.onnx.precision import fp32_island_nodes  # noqa: E402
 
 # >= 16k tokens at the largest profile size: 256 x 256 output / codec factor 2 = 128 x 128 latent
 BIG_PROFILE = Profile(min_hw=(16, 16), opt_hw=(32, 48), max_hw=(256, 256), batch=(1, 1, 2), cond_len=(1, 2, 8))
@@ -41,15 +41,15 @@ def int8(tiny_bundles):
 def test_fp16_passes_gates_without_overflow_at_16k_tokens(setup):
     bundle, rows = _export(setup, "onnx-fp16", name="fp16-big", profile=BIG_PROFILE)
     assert all(r.passed for r in rows) and len(rows) == 9  # per expert SQNR and step SNR, then the pipeline
-    probe = bundle.manifest["precision_probe"]
-    assert probe["tokens"] >= 16384 and probe["finite"] and 0 < probe["largest_fp16_tensor"] < probe["limit"]
-    assert len(probe["per_component"]) == 4 and probe["tensors_checked"] > 50
+    probe = bundle.manifest.family("onnx").precision_probe
+    assert probe.tokens >= 16384 and probe.finite and 0 < probe.largest_fp16_tensor < probe.limit
+    assert len(probe.per_component) == 4 and probe.tensors_checked > 50
     model = onnx.load(str(bundle.file("expert_1")))
     types = collections.Counter(i.data_type for i in model.graph.initializer)
     assert types[onnx.TensorProto.FLOAT16] > types[onnx.TensorProto.FLOAT]  # weights are FP16
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 4  # FP32 I/O
-    q = bundle.manifest["verification"]
-    assert q["verified"] and q["thresholds"] == {"expert_sqnr_db": 40.0, "e2e_psnr_db": 45.0, "step_snr_db": 35.0}
+    q = bundle.verification
+    assert q.verified and q.thresholds == QualityThresholds(40.0, 45.0, 35.0)
 
 
 def test_int8_is_qdq_on_weight_ops_only_and_records_calibration(int8):
@@ -66,9 +66,9 @@ def test_int8_is_qdq_on_weight_ops_only_and_records_calibration(int8):
     assert len(islands) > 10
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     assert not [n.name for n in model.graph.node if n.name in islands and set(n.input) & dequantized]
-    cal = bundle.manifest["calibration"]
-    assert cal["mode"] == "band" and len(cal["sha256"]) == 64 and cal["samples_per_expert"]["3"] == 8
-    assert bundle.manifest["target_options"]["activation_type"] == "uint8"
+    cal = bundle.manifest.calibration
+    assert cal.mode == "band" and len(cal.sha256) == 64 and cal.samples_per_expert["3"] == 8
+    assert bundle.manifest.target_options["activation_type"] == "uint8"
     assert bundle.spec("encoder").name == "encoder"  # codec stays FP32
     enc = onnx.load(str(bundle.file("encoder")))
     assert not any(n.op_type == "QuantizeLinear" for n in enc.graph.node)
@@ -108,11 +108,11 @@ def test_islands_cover_the_linear_attention(int8):
     import tempfile
     from pathlib import Path
 
-    from linearsr_edge.components import component_module
-    from linearsr_edge.exporters.onnx import ONNXExporter
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.backends.onnx.export import ONNXExporter
+    from linearsr_edge.model.components import component_module
+    from linearsr_edge.reference import load_model_folder
 
-    folder = load_model_folder(bundle.manifest["source"]["path"])
+    folder = load_model_folder(bundle.manifest.source.path)
     with tempfile.TemporaryDirectory() as tmp:
         path = ONNXExporter().export(component_module(folder, "expert_0"), bundle.spec("expert_0"), Path(tmp))[0]
         model = onnx.load(str(path))
@@ -133,9 +133,9 @@ def test_islands_cover_the_linear_attention(int8):
 
 def test_int8_output_stays_close_to_the_reference(int8, setup):
     bundle, _ = int8
-    from linearsr_edge.model.folder import load_model_folder
-    from linearsr_edge.parity import psnr
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.quality.parity import psnr
+    from linearsr_edge.reference import load_model_folder
+    from linearsr_edge.runtime import SRRuntime
 
     rt = SRRuntime.load(bundle.path)
     ref = load_model_folder(setup[1]).reference()
@@ -149,10 +149,10 @@ def test_range_probe_refuses_an_fp16_tensor_near_the_limit(tmp_path):
     naming the tensor; the same graph at a smaller scale passes."""
     import torch
 
+    from linearsr_edge.backends.onnx.export import ONNXExporter
+    from linearsr_edge.backends.onnx.precision import fp16_range_probe
     from linearsr_edge.errors import QualityGateError
-    from linearsr_edge.exporters.onnx import ONNXExporter
-    from linearsr_edge.exporters.onnx_precision import fp16_range_probe
-    from tests.test_onnx_export import _toy_spec
+    from tests.backends.onnx.test_export import _toy_spec
 
     class Scaled(torch.nn.Module):
         def __init__(self, scale: float) -> None:
@@ -178,7 +178,7 @@ def test_islands_reading_a_shared_qdq_pair_get_the_fp32_tensor_back():
     would read fake-quantized values. The pass rewires it to the FP32 tensor and drops unread pairs."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from linearsr_edge.exporters.onnx_precision import restrict_dequantized_consumers
+    from linearsr_edge.backends.onnx.precision import restrict_dequantized_consumers
 
     w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
     scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")

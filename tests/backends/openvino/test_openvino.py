@@ -14,17 +14,18 @@ pytest.importorskip("nncf", reason="requires nncf: pip install 'linearsr-edge[op
 
 import openvino as ov
 
-from linearsr_edge.bundle import Bundle
-from linearsr_edge.errors import BundleError, ConfigError, InputSpecError
-from linearsr_edge.exporters.openvino import (
+from linearsr_edge.backends.openvino.export import (
     _convert_via_onnx,
     convert,
     island_names,
     precise_nodes,
     product_names,
 )
-from linearsr_edge.runtimes import OVOptions, SRRuntime
-from linearsr_edge.runtimes.openvino import OVSession, check_device
+from linearsr_edge.backends.openvino.options import OVOptions
+from linearsr_edge.backends.openvino.session import OVSession, check_device
+from linearsr_edge.bundle import Bundle
+from linearsr_edge.errors import BundleError, ConfigError, InputSpecError
+from linearsr_edge.runtime import SRRuntime
 
 
 def _has_bf16() -> bool:
@@ -86,7 +87,7 @@ def test_int8_quantizes_weight_matmuls_but_not_the_islands_or_products(tiny_bund
     assert any("self_attn.to_q" in n for n in fq_readers) and any("ffn.project" in n for n in fq_readers)
     kept = set(island_names(model)) | set(product_names(model))
     assert not fq_readers & kept, sorted(fq_readers & kept)
-    assert set(result.bundle.manifest["int8_ignored_nodes"]) == {f"expert_{k}" for k in range(4)}
+    assert set(result.bundle.manifest.family("openvino").int8_ignored_nodes) == {f"expert_{k}" for k in range(4)}
     # the codec stays FP32
     codec = ov.Core().read_model(str(bundle.file("encoder")))
     assert not any(op.get_type_name() == "FakeQuantize" for op in codec.get_ordered_ops())
@@ -95,9 +96,9 @@ def test_int8_quantizes_weight_matmuls_but_not_the_islands_or_products(tiny_bund
 def test_nncf_default_recipe_quantizes_an_island(tiny_bundles):
     """The same expert quantized with ``keep_fp32="none"`` (NNCF decides): NNCF then puts a quantizer in
     front of the linear attention's token sums, which our policy keeps FP32."""
-    from linearsr_edge.exporters.openvino import quantize
-    from linearsr_edge.exporters.openvino_options import OVInt8Options
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.backends.openvino.export import quantize
+    from linearsr_edge.backends.openvino.options import OVInt8Options
+    from linearsr_edge.reference import load_model_folder
 
     spec = tiny_bundles("ov-int8").bundle.spec("expert_0")
     folder = load_model_folder(tiny_bundles.root / "model")
@@ -117,24 +118,26 @@ def test_nncf_default_recipe_quantizes_an_island(tiny_bundles):
 def test_int8_weights_cannot_saturate_without_vnni(tiny_bundles):
     """The default recipe (NNCF's overflow fix on every MatMul/Conv) leaves no INT8 weight a U8 x S8 pair sum
     could overflow int16 with, read back from the saved IR; the manifest records it."""
-    from linearsr_edge.exporters.openvino import PAIR_SAFE_WEIGHT, int8_weights
+    from linearsr_edge.backends.openvino.export import int8_weights
+    from linearsr_edge.backends.openvino.plan import PAIR_SAFE_WEIGHT
 
     bundle = tiny_bundles("ov-int8").bundle
     for k in range(4):
         weights = int8_weights(ov.Core().read_model(str(bundle.file(f"expert_{k}"))))
         assert len(weights) > 20  # every block's projections and convolutions
         assert max(w for _, _, w in weights) <= PAIR_SAFE_WEIGHT, weights
-    record = bundle.manifest["int8_weights"]
-    assert record["exact_without_vnni"] and record["largest_abs_weight"] <= PAIR_SAFE_WEIGHT
-    assert bundle.manifest["target_options"]["overflow_fix"] is True
+    record = bundle.manifest.family("openvino").int8_weights
+    assert record.exact_without_vnni and record.largest_abs_weight <= PAIR_SAFE_WEIGHT
+    assert record.overflow_fix == "all MatMul/Conv" and bundle.manifest.target_options["overflow_fix"] is True
 
 
 def test_full_range_weights_would_saturate(tiny_bundles):
     """The control: NNCF's default (the first layer fixed only) quantizes to the full 8-bit range, which the
     check above would refuse."""
-    from linearsr_edge.exporters.openvino import PAIR_SAFE_WEIGHT, int8_weights, quantize
-    from linearsr_edge.exporters.openvino_options import OVInt8Options
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.backends.openvino.export import int8_weights, quantize
+    from linearsr_edge.backends.openvino.options import OVInt8Options
+    from linearsr_edge.backends.openvino.plan import PAIR_SAFE_WEIGHT
+    from linearsr_edge.reference import load_model_folder
 
     spec = tiny_bundles("ov-int8").bundle.spec("expert_0")
     folder = load_model_folder(tiny_bundles.root / "model")
@@ -148,8 +151,9 @@ def test_full_range_weights_would_saturate(tiny_bundles):
 
 _GOLDEN_VELOCITIES = """
 import sys, numpy as np
-from linearsr_edge.golden import GoldenSet
-from linearsr_edge.runtimes import OVOptions, SRRuntime
+from linearsr_edge.quality.golden import GoldenSet
+from linearsr_edge.backends.openvino.options import OVOptions
+from linearsr_edge.runtime import SRRuntime
 rt = SRRuntime.load(sys.argv[1], options=OVOptions(precision_hint="f32", threads=1))
 golden = GoldenSet.load(rt.bundle.path / "golden.npz")
 out = {f"e{k}_{i}": rt.run_component(f"expert_{k}", c.feeds)["velocity"]
@@ -167,7 +171,7 @@ def test_int8_runs_the_same_with_the_cpu_capped_at_avx2(tiny_bundles, tmp_path):
     import subprocess
     import sys
 
-    from linearsr_edge.parity import sqnr
+    from linearsr_edge.quality.parity import sqnr
 
     bundle = tiny_bundles("ov-int8").bundle
     runs = {}
@@ -182,8 +186,7 @@ def test_int8_runs_the_same_with_the_cpu_capped_at_avx2(tiny_bundles, tmp_path):
 
 
 def test_onnx_fallback_conversion_matches_the_reference(tiny_bundles):
-    from linearsr_edge.model.folder import load_model_folder
-    from linearsr_edge.reference import call_module
+    from linearsr_edge.reference import call_module, load_model_folder
 
     spec = tiny_bundles("ov-fp32").bundle.spec("expert_1")
     folder = load_model_folder(tiny_bundles.root / "model")
@@ -199,8 +202,8 @@ def test_onnx_fallback_conversion_matches_the_reference(tiny_bundles):
 def test_verification_ran_with_the_f32_hint(tiny_bundles):
     for target in ("ov-fp32", "ov-fp16", "ov-int8"):
         v = tiny_bundles(target).bundle.verification
-        assert v["verified"] and v["backend"] == "openvino"
-        assert v["backend_settings"]["precision_hint"] == "f32" and v["backend_settings"]["device"] == "CPU"
+        assert v.verified and v.backend == "openvino"
+        assert v.backend_settings["precision_hint"] == "f32" and v.backend_settings["device"] == "CPU"
 
 
 def test_fp32_end_to_end_above_60_db(tiny_bundles):
@@ -237,7 +240,7 @@ def test_precision_hint_in_force_is_reported(tiny_bundles):
 
 
 def test_a_hint_the_cpu_cannot_run_is_said_in_one_line():
-    from linearsr_edge.runtimes.openvino import hint_mismatch
+    from linearsr_edge.backends.openvino.session import hint_mismatch
 
     why = hint_mismatch("bf16", "f32", "CPU", ["WINOGRAD", "FP32", "INT8", "BIN"])  # an AVX2-only EPYC
     assert why is not None and "runs f32, not the bf16 asked for" in why and "FP32 INT8" in why
@@ -262,14 +265,14 @@ def test_the_hint_in_force_is_compared_with_the_one_asked(tiny_bundles, caplog):
         logger.removeHandler(caplog.handler)
     model = ov.Core().read_model(str(bundle.file("expert_0")))
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f16"})
-    from linearsr_edge.runtimes.openvino import HINT_TYPES
+    from linearsr_edge.backends.openvino.session import HINT_TYPES
 
     truth = HINT_TYPES[compiled.get_property("INFERENCE_PRECISION_HINT").to_string()]
     assert settings["precision_hint"] == truth
     if truth != "f16":
         assert settings["precision_hint_asked"] == "f16"
         assert any("not the f16 asked for" in r.getMessage() for r in caplog.records)
-        from linearsr_edge.runtimes.base import describe_settings
+        from linearsr_edge.pipeline.session import describe_settings
 
         assert f"hint {truth} (f16 asked: not on this device)" in describe_settings(settings)
     else:
@@ -340,13 +343,23 @@ def test_bad_options_are_refused(kwargs, match):
         OVOptions(**kwargs)
 
 
-def test_pinned_resolution_refuses_other_sizes(tiny_bundles):
+def test_a_pinned_resolution_is_a_size_policy_other_frames_are_fitted_to(tiny_bundles):
+    """``--resolution`` (an NPU compiles static shapes only) pins the size: the sessions see that size alone,
+    one row per call; a smaller frame is padded to it and a larger one tiled in tiles of it."""
+    from linearsr_edge.specs import SizePolicy
+
     bundle = tiny_bundles("ov-fp32").bundle
     image = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     with SRRuntime.load(bundle.path, options=OVOptions(resolution=(12, 16))) as rt:
-        assert rt.upscale(image).image.shape == (24, 32, 3)
-        with pytest.raises(InputSpecError, match="loaded for a fixed resolution"):
-            rt.upscale(image[:8])
+        assert rt.sizes == SizePolicy.pinned((24, 32), max_batch=1)
+        with rt.traced() as calls:
+            assert rt.upscale(image).image.shape == (24, 32, 3)
+            assert rt.upscale(image[:8]).image.shape == (16, 32, 3)  # padded to 12x16 and cropped back
+            big = np.random.default_rng(1).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+            assert rt.upscale(big).image.shape == (60, 40, 3)  # tiled in 24x32 tiles
+        assert {c.batch for c in calls} == {1}
+        shapes = {key for s in rt._residents.sessions() for key in s._compiled}
+        assert {k[0][2:] for k in shapes} <= {(24, 32), (12, 16)}  # the image at 24x32, latents at 12x16
 
 
 def test_missing_bin_is_named(tiny_bundles, tmp_path):
@@ -419,9 +432,9 @@ def test_residency_one_and_the_compiled_model_cache(tiny_bundles, tmp_path):
 def test_a_frozen_or_renamed_axis_is_refused(tiny_bundles):
     import torch
 
+    from linearsr_edge.backends.openvino.export import check_symbolic_axes
     from linearsr_edge.errors import ExportError
-    from linearsr_edge.exporters.openvino import check_symbolic_axes
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.reference import load_model_folder
 
     spec = tiny_bundles("ov-fp32").bundle.spec("decoder")
     folder = load_model_folder(tiny_bundles.root / "model")
@@ -440,16 +453,16 @@ def test_a_frozen_or_renamed_axis_is_refused(tiny_bundles):
 
 
 def _decoder(folder):
-    from linearsr_edge.components import component_module
+    from linearsr_edge.model.components import component_module
 
     return component_module(folder, "decoder")
 
 
 def test_int8_exporters_refuse_an_expert_without_band_data(tiny_bundles, tmp_path):
+    from linearsr_edge.backends.onnx.precision import ONNXInt8Exporter
+    from linearsr_edge.backends.openvino.export import OVInt8Exporter
     from linearsr_edge.errors import ExportError
-    from linearsr_edge.exporters.onnx_precision import ONNXInt8Exporter
-    from linearsr_edge.exporters.openvino import OVInt8Exporter
-    from linearsr_edge.model.folder import load_model_folder
+    from linearsr_edge.reference import load_model_folder
 
     spec = tiny_bundles("ov-int8").bundle.spec("expert_2")
     folder = load_model_folder(tiny_bundles.root / "model")
@@ -457,3 +470,20 @@ def test_int8_exporters_refuse_an_expert_without_band_data(tiny_bundles, tmp_pat
         with pytest.raises(ExportError, match="expert_2: INT8 needs calibration data from the expert's own band"):
             cls().export(folder.experts[2], spec, tmp_path, calibration=[])
     assert not any(tmp_path.iterdir())
+
+
+def test_every_ir_says_what_it_is_in_its_rt_info(tiny_bundles):
+    """An expert lifted out of the bundle (into an app, Triton or DeepStream) names its model, component, band,
+    precision and export, read back by OpenVINO itself."""
+    bundle = tiny_bundles("ov-int8").bundle
+    model = ov.Core().read_model(str(bundle.file("expert_1")))
+
+    def info(key: str) -> str:
+        return model.get_rt_info(["linearsr", key]).astype(str)
+
+    assert info("component") == "expert_1" and info("band") == str(bundle.cfg.bands[1])
+    assert info("precision") == "int8" and info("target") == "ov-int8"
+    assert info("export_id") == bundle.manifest.export_id and len(bundle.manifest.export_id) == 16
+    decoder = ov.Core().read_model(str(bundle.file("decoder")))
+    assert decoder.get_rt_info(["linearsr", "component"]).astype(str) == "decoder"
+    assert not decoder.has_rt_info(["linearsr", "band"])  # only experts have a band

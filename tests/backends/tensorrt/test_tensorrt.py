@@ -16,21 +16,21 @@ import numpy as np
 import onnx
 import pytest
 
-from linearsr_edge.errors import BackendUnavailableError
-from linearsr_edge.exporters.onnx_precision import fp32_island_nodes
-from linearsr_edge.exporters.tensorrt_options import TRTOptions
-from linearsr_edge.runtimes.onnxruntime import OrtOptions, provider_name, with_tensorrt_profiles
-from linearsr_edge.tensorrt_plan import (
+from linearsr_edge.backends.onnx.options import OrtOptions, provider_name
+from linearsr_edge.backends.onnx.precision import fp32_island_nodes
+from linearsr_edge.backends.onnx.session import tensorrt_ep_options, with_tensorrt_profiles
+from linearsr_edge.backends.tensorrt.options import TRTOptions
+from linearsr_edge.backends.tensorrt.plan import (
+    EnginesRecord,
     GpuTarget,
     check_strongly_typed,
-    component_profile,
     engine_action,
     engine_mismatch,
     shapes_arg,
     tensor_types,
-    tensorrt_ep_options,
     trtexec_command,
 )
+from linearsr_edge.errors import BackendUnavailableError
 from tests.helpers import TINY_PROFILE
 
 HAVE_TRT = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
@@ -44,7 +44,7 @@ def _expert_spec(tiny_bundles):
 # -- profiles and the recipe ----------------------------------------------------------------------
 def test_profile_from_the_spec(tiny_bundles):
     spec = _expert_spec(tiny_bundles)
-    profile = component_profile(spec)
+    profile = spec.profile_shapes()
     c = tiny_bundles("trt-fp16").bundle.cfg.latent_channels
     # TINY_PROFILE outputs 16..128 px, opt 32x48; codec factor 2 -> latent 8..64, opt 16x24; batch 1/1/4
     (min_h, min_w), (opt_h, opt_w), (max_h, max_w) = (
@@ -61,18 +61,18 @@ def test_trtexec_recipe(tiny_bundles):
     spec = bundle.spec("expert_2")
     words = trtexec_command(spec, "expert_2.onnx", TRTOptions(workspace_mib=1024))
     assert words[:2] == ["trtexec", "--onnx=expert_2.onnx"] and "--stronglyTyped" in words
-    profile = component_profile(spec)
+    profile = spec.profile_shapes()
     for which in ("min", "opt", "max"):
         assert f"--{which}Shapes={shapes_arg(profile, which)}" in words
     assert "--memPoolSize=workspace:1024M" in words and "--saveEngine=engines/expert_2.plan" in words
-    recipe = bundle.manifest["tensorrt"]
-    assert sorted(recipe["components"]) == sorted(bundle.component_names())
-    assert recipe["engines"] is None and recipe["strongly_typed"] is True
-    assert recipe["components"]["expert_2"]["profile"] == profile
+    recipe = bundle.manifest.family("tensorrt")
+    assert sorted(recipe.components) == sorted(bundle.component_names())
+    assert recipe.engines is None and recipe.strongly_typed is True
+    assert recipe.components["expert_2"].profile == profile
     script = (bundle.path / "build_engines.sh").read_text()
-    assert all(line in script for line in recipe["trtexec"])
-    assert "build_engines.sh" in bundle.manifest["files"]  # hashed like every file
-    assert shlex.split(recipe["trtexec"][0])[0] == "trtexec"
+    assert all(line in script for line in recipe.trtexec)
+    assert "build_engines.sh" in bundle.manifest.files  # hashed like every file
+    assert shlex.split(recipe.trtexec[0])[0] == "trtexec"
 
 
 def test_trt_options_are_checked():
@@ -82,6 +82,34 @@ def test_trt_options_are_checked():
         TRTOptions(workspace_mib=8)
     with pytest.raises(ConfigError, match="0-5"):
         TRTOptions(builder_optimization_level=9)
+    from linearsr_edge.backends.tensorrt.options import TRTRuntimeOptions
+
+    with pytest.raises(ConfigError, match="device must be a CUDA device index >= 0, got -1"):
+        TRTRuntimeOptions(device=-1)
+
+
+def test_an_exporter_that_wrote_nothing_has_no_recipe():
+    from linearsr_edge.backends.tensorrt.export import TRTFP16Exporter
+
+    assert TRTFP16Exporter().recipe_sections() == {}
+
+
+def test_a_constant_of_the_other_float_type_is_caught():
+    """A Constant node's type counts like an initializer's: FP16 data added to an FP32 input without a Cast."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    const = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.ones(3, np.float16)))
+    add = helper.make_node("Add", ["x", "c"], ["y"], name="mixed")
+    graph = helper.make_graph(
+        [const, add],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert tensor_types(model)["c"] == "float16"
+    (problem,) = check_strongly_typed(model)
+    assert problem.node == "mixed" and set(problem.types) == {"float", "float16"}
 
 
 # -- strong typing --------------------------------------------------------------------------------
@@ -161,10 +189,10 @@ def test_trt_int8_graph_is_symmetric_per_channel_and_spares_the_islands(tiny_bun
     for node in model.graph.node:
         if node.name in islands:
             assert not any(map(dequantized, node.input)), node.name
-    rows = int8.manifest["verification"]["rows"]
-    psnr = next(r for r in rows if r["component"] == "pipeline")
-    assert psnr["passed"] and (psnr["value"] is None or psnr["value"] >= 35.0)
-    assert int8.manifest["verification"]["backend"] == "onnxruntime"  # ORT on CPU ran the S8S8 graph
+    psnr = next(r for r in int8.verification.rows if r.component == "pipeline")
+    assert psnr.passed and psnr.value >= 35.0
+    assert int8.verification.backend == "onnxruntime"  # ORT on CPU ran the S8S8 graph
+    assert int8.manifest.family("tensorrt").int8_policy["activation_type"] == "int8"
 
 
 # -- polygraphy (no TensorRT needed) --------------------------------------------------------------
@@ -190,7 +218,7 @@ def test_polygraphy_accepts_every_graph(tiny_bundles, tmp_path, target):
 
 
 # -- engine compatibility -------------------------------------------------------------------------
-ORIN = {"tensorrt": "10.3.0.30", "gpu": "Orin (nvgpu)", "compute_capability": "8.7"}
+ORIN = EnginesRecord("10.3.0.30", "Orin (nvgpu)", "8.7", 1024)
 
 
 @pytest.mark.parametrize(
@@ -221,7 +249,7 @@ def test_engine_compatibility_rules(built, here, missing, expect):
 def test_ort_tensorrt_ep_options_from_the_spec(tiny_bundles, tmp_path):
     spec = _expert_spec(tiny_bundles)
     opts = tensorrt_ep_options(spec, tmp_path, workspace_mib=512)
-    profile = component_profile(spec)
+    profile = spec.profile_shapes()
     assert opts["trt_profile_min_shapes"] == shapes_arg(profile, "min")
     assert opts["trt_profile_max_shapes"] == shapes_arg(profile, "max")
     assert opts["trt_engine_cache_path"] == str(tmp_path / spec.name) and opts["trt_engine_cache_enable"] == "True"
@@ -263,17 +291,17 @@ def test_build_engines_cli(tiny_bundles, capsys):
     bundle = tiny_bundles("trt-int8").bundle
     assert build_engines.main([str(bundle.path), "--print"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1:] == bundle.manifest["tensorrt"]["trtexec"]
+    assert out[1:] == list(bundle.manifest.family("tensorrt").trtexec)
     assert build_engines.main([str(tiny_bundles("onnx-fp32").bundle.path)]) == 2
     assert "trt-fp16 / trt-int8 only" in capsys.readouterr().err
     if not HAVE_TRT:
         assert build_engines.main([str(bundle.path), "-q"]) == 2
-        assert "requires TensorRT + CUDA" in capsys.readouterr().err
+        assert "linearsr-edge[tensorrt]" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="checks the refusal where TensorRT is missing")
 def test_tensorrt_backend_refuses_without_tensorrt(tiny_bundles):
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge import SRRuntime
 
     with pytest.raises(BackendUnavailableError, match=r"linearsr-edge\[tensorrt\]"):
         SRRuntime.load(tiny_bundles("trt-fp16").bundle.path, backend="tensorrt")
@@ -282,7 +310,7 @@ def test_tensorrt_backend_refuses_without_tensorrt(tiny_bundles):
 def test_trt_bundle_runs_its_graphs_on_onnxruntime(tiny_bundles, caplog):
     """Without TensorRT a TensorRT bundle's graphs run on ONNX Runtime (with a warning: unverified), and
     the trt-fp16 graph is the onnx-fp16 graph: the same output."""
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.runtime import SRRuntime
 
     image = np.random.default_rng(1).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     with caplog.at_level("WARNING"), SRRuntime.load(tiny_bundles("trt-fp16").bundle.path, backend="onnxruntime") as rt:
@@ -297,16 +325,16 @@ def test_trt_bundle_runs_its_graphs_on_onnxruntime(tiny_bundles, caplog):
 @needs_trt
 @pytest.mark.parametrize("target, floor", [("trt-fp16", 45.0), ("trt-int8", 35.0)])
 def test_engines_build_and_match_the_reference(tiny_bundles, tmp_path, target, floor):
+    from linearsr_edge.backends.tensorrt.engines import build_engines
+    from linearsr_edge.backends.tensorrt.session import TRTBackend
     from linearsr_edge.bundle import Bundle
-    from linearsr_edge.runtimes.tensorrt import build_engines
 
-    src = tiny_bundles(target).bundle.path
     path = tmp_path / target
-    shutil.copytree(src, path)
-    here, report = build_engines(path, progress=False)
+    shutil.copytree(tiny_bundles(target).bundle.path, path)
+    built = build_engines(Bundle.load(path), TRTBackend, progress=False)
     manifest = Bundle.load(path).manifest
-    assert manifest["verification"]["verified"] and manifest["tensorrt"]["engines"]["gpu"] == here.gpu
-    end_to_end = report.rows[-1].value
+    assert manifest.verification.verified and manifest.family("tensorrt").engines.gpu == built.here.gpu
+    end_to_end = built.report.rows[-1].value
     assert math.isinf(end_to_end) or end_to_end >= floor
 
 
@@ -315,12 +343,10 @@ def test_engines_build_and_match_the_reference(tiny_bundles, tmp_path, target, f
 def test_tensorrt_per_nfe_against_ort_cuda(tiny_bundles, tmp_path):
     """Per-NFE latency of one expert: the TensorRT engine against ONNX Runtime's CUDA EP (printed; the
     engine must not be slower)."""
-    from linearsr_edge.runtimes import SRRuntime
-    from linearsr_edge.runtimes.tensorrt import build_engines
+    from linearsr_edge import SRRuntime
 
     path = tmp_path / "trt"
     shutil.copytree(tiny_bundles("trt-fp16").bundle.path, path)
-    build_engines(path, progress=False)
     spec = tiny_bundles("trt-fp16").bundle.spec("expert_0")
     feeds = spec.dummy_inputs("opt", batch=1, seed=0)
 
@@ -333,7 +359,7 @@ def test_tensorrt_per_nfe_against_ort_cuda(tiny_bundles, tmp_path):
             times.append(time.perf_counter() - t0)
         return 1e3 * float(np.median(times))
 
-    with SRRuntime.load(path, backend="tensorrt") as trt_rt:
+    with SRRuntime.load(path, backend="tensorrt", build="if-needed") as trt_rt:
         trt_ms = median_ms(trt_rt)
     with SRRuntime.load(path, backend="onnxruntime", options=OrtOptions(providers=("cuda",))) as ort_rt:
         ort_ms = median_ms(ort_rt)
