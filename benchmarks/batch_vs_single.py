@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from linearsr_edge.runtimes import OrtOptions, SRRuntime
+from linearsr_edge.backends.onnx.options import OrtOptions
+from linearsr_edge.runtime import SRRuntime
 
 
 def export_demo(folder: Path) -> Path:

@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from linearsr_edge.backends.onnx.options import OnnxInt8Options
 from linearsr_edge.build import ExportOptions, build_bundle
-from linearsr_edge.calibration import CalibrationOptions, QualityThresholds
+from linearsr_edge.calibration import CalibrationOptions
+from linearsr_edge.checks import QualityThresholds
 from linearsr_edge.demo import load_demo
 from linearsr_edge.demo.evaluate import heldout_pairs
-from linearsr_edge.exporters.onnx_options import OnnxInt8Options
 from linearsr_edge.machine import machine_line
-from linearsr_edge.parity import psnr
-from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes import SRRuntime
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.quality.parity import psnr
+from linearsr_edge.runtime import SRRuntime
 
 
 def main() -> int:

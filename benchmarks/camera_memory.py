@@ -43,10 +43,10 @@ def main() -> int:
 
     from linearsr_edge.build import ExportOptions, build_bundle
     from linearsr_edge.demo import SAMPLES_DIR
-    from linearsr_edge.imaging import read_image, write_image
     from linearsr_edge.machine import machine_line
+    from linearsr_edge.pipeline.imaging import read_image, write_image
     from linearsr_edge.profiling import fit_frame
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.runtime import SRRuntime
     from linearsr_edge.specs import parse_resolution
 
     print(machine_line(args.threads))
@@ -69,7 +69,7 @@ def main() -> int:
                     plan, budget, tile_px = (
                         rt.tile_plan(h, w),
                         rt.memory_budget,
-                        rt.tile_plan(h, w).tile * rt.process.codec_factor,
+                        rt.tile_plan(h, w).side * rt.process.codec_factor,
                     )
                 cmd = [sys.executable, "-m", "linearsr_edge.cli.upscale", str(frame), "-o", str(root / "out.png")]
                 cmd += ["--bundle", str(bundle), "--threads", str(args.threads)]

@@ -65,7 +65,7 @@ import json, sys, time
 from pathlib import Path
 import torch
 from benchmarks.scale_onnx import CFG, PROFILE
-from linearsr_edge.exporters.coreml import CoreMLExporter, CoreMLInt8Exporter
+from linearsr_edge.backends.coreml.export import CoreMLExporter, CoreMLInt8Exporter
 from linearsr_edge.model.denoiser import Denoiser
 from linearsr_edge.specs import expert_spec
 torch.manual_seed(0)
@@ -103,10 +103,10 @@ def part_fp16() -> dict:
     import numpy as np
     import torch
 
-    from linearsr_edge.components import component_module
     from linearsr_edge.demo import load_demo
-    from linearsr_edge.parity import psnr, sqnr
-    from linearsr_edge.process import SampleOptions
+    from linearsr_edge.model.components import component_module
+    from linearsr_edge.pipeline.process import SampleOptions
+    from linearsr_edge.quality.parity import psnr, sqnr
     from linearsr_edge.reference import HalfPrecision, reference_runtime
     from linearsr_edge.specs import Profile, expert_spec
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from linearsr_edge.demo import SAMPLES_DIR
-from linearsr_edge.imaging import read_image
 from linearsr_edge.machine import machine_line
-from linearsr_edge.parity import psnr
+from linearsr_edge.pipeline.imaging import read_image
 from linearsr_edge.profiling import fit_frame
-from linearsr_edge.runtimes import SRRuntime
+from linearsr_edge.quality.parity import psnr
+from linearsr_edge.runtime import SRRuntime
 
 
 def scene(frames: int, size: int = 64, box: int = 8, speed: int = 3) -> tuple[list[np.ndarray], list[tuple]]:
@@ -88,7 +88,7 @@ def threads(runtime, frames: int) -> None:
 
 
 def tiling(runtime, picture: Path | None) -> None:
-    from linearsr_edge.tiling import TileGrid, seam_ratio
+    from linearsr_edge.pipeline.tiling import TileGrid, seam_ratio
 
     image = fit_frame(read_image(SAMPLES_DIR / "chelsea_lr.png"), 96, 128)
     untiled = runtime.upscale(image, tiling=False).image
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if path is None:
             ap.error("--bundle is required for this part")
         from linearsr_edge.bundle import Bundle
-        from linearsr_edge.runtimes import pick_backend
+        from linearsr_edge.pipeline.session import pick_backend
 
         info = pick_backend(Bundle.load(path).format)
         with SRRuntime.load(path, backend=info.name, options=info.options(threads=args.threads)) as runtime:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from linearsr_edge.config import ExpertBand, ModelConfig
-from linearsr_edge.golden import GoldenCase, GoldenSet
+from linearsr_edge.quality.golden import GoldenCase, GoldenSet
 from linearsr_edge.specs import Profile, component_specs
 
 

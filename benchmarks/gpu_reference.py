@@ -16,8 +16,8 @@ import json
 
 import torch
 
-from linearsr_edge.components import component_module
 from linearsr_edge.demo import load_demo
+from linearsr_edge.model.components import component_module
 from linearsr_edge.specs import Profile, expert_spec
 
 

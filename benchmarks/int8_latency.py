@@ -19,16 +19,15 @@ import onnxruntime as ort
 import torch
 
 from benchmarks.onnx_vs_torch import WIDE, median_ms
+from linearsr_edge.backends.onnx.export import ONNXExporter
+from linearsr_edge.backends.onnx.options import OnnxInt8Options, OrtOptions
+from linearsr_edge.backends.onnx.precision import ONNXInt8Exporter
+from linearsr_edge.backends.onnx.session import ORTSession
 from linearsr_edge.calibration import CalibrationOptions, collect
 from linearsr_edge.demo import load_demo, sample_images
-from linearsr_edge.exporters.onnx import ONNXExporter
-from linearsr_edge.exporters.onnx_options import OnnxInt8Options
-from linearsr_edge.exporters.onnx_precision import ONNXInt8Exporter
-from linearsr_edge.imaging import read_image
 from linearsr_edge.model.denoiser import Denoiser
-from linearsr_edge.parity import sqnr
-from linearsr_edge.runtimes import OrtOptions
-from linearsr_edge.runtimes.onnxruntime import ORTSession
+from linearsr_edge.pipeline.imaging import read_image
+from linearsr_edge.quality.parity import sqnr
 from linearsr_edge.specs import Profile, expert_spec
 
 

@@ -25,14 +25,14 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.onnx_vs_torch import median_ms
+from linearsr_edge.backends.onnx.options import OnnxInt8Options, OrtOptions
 from linearsr_edge.build import ExportOptions, build_bundle
 from linearsr_edge.calibration import CalibrationOptions, images_from_dir
 from linearsr_edge.demo import load_demo, sample_images
-from linearsr_edge.exporters.onnx_options import OnnxInt8Options
 from linearsr_edge.machine import machine_line
-from linearsr_edge.parity import psnr
-from linearsr_edge.process import SampleOptions
-from linearsr_edge.runtimes import OrtOptions, SRRuntime
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.quality.parity import psnr
+from linearsr_edge.runtime import SRRuntime
 
 VARIANTS = {
     "full range (U8 x S8)": OnnxInt8Options(reduce_range=False),

@@ -20,12 +20,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from linearsr_edge.backends.onnx.export import ONNXExporter
+from linearsr_edge.backends.onnx.options import OrtOptions
+from linearsr_edge.backends.onnx.session import ORTSession
 from linearsr_edge.config import ModelConfig, bands_from_edges
 from linearsr_edge.demo import load_demo
-from linearsr_edge.exporters.onnx import ONNXExporter
 from linearsr_edge.model.denoiser import Denoiser
-from linearsr_edge.runtimes import OrtOptions
-from linearsr_edge.runtimes.onnxruntime import ORTSession
 from linearsr_edge.specs import Profile, expert_spec
 
 # A random model of the size where INT8 pays off on this CPU (the probe's 4.8M-parameter variant).
@@ -89,7 +89,7 @@ def compare(name: str, module: torch.nn.Module, cfg: ModelConfig, latent: int, t
 
 def overhead(threads: int, repeats: int) -> None:
     from linearsr_edge.build import ExportOptions, build_bundle
-    from linearsr_edge.runtimes import SRRuntime
+    from linearsr_edge.runtime import SRRuntime
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = build_bundle(

@@ -35,20 +35,19 @@ import openvino as ov
 import torch
 
 from benchmarks.onnx_vs_torch import WIDE, median_ms
+from linearsr_edge.backends.onnx.export import ONNXExporter
+from linearsr_edge.backends.onnx.options import OnnxInt8Options, OrtOptions
+from linearsr_edge.backends.onnx.precision import ONNXInt8Exporter
+from linearsr_edge.backends.onnx.session import ORTSession
+from linearsr_edge.backends.openvino.export import OVExporter, OVInt8Exporter
+from linearsr_edge.backends.openvino.options import OVInt8Options, OVOptions
+from linearsr_edge.backends.openvino.session import OVSession
 from linearsr_edge.calibration import CalibrationOptions, collect
 from linearsr_edge.demo import load_demo, sample_images
-from linearsr_edge.exporters.onnx import ONNXExporter
-from linearsr_edge.exporters.onnx_options import OnnxInt8Options
-from linearsr_edge.exporters.onnx_precision import ONNXInt8Exporter
-from linearsr_edge.exporters.openvino import OVExporter, OVInt8Exporter
-from linearsr_edge.exporters.openvino_options import OVInt8Options
-from linearsr_edge.imaging import read_image
 from linearsr_edge.machine import machine_line
 from linearsr_edge.model.denoiser import Denoiser
-from linearsr_edge.parity import sqnr
-from linearsr_edge.runtimes import OrtOptions, OVOptions
-from linearsr_edge.runtimes.onnxruntime import ORTSession
-from linearsr_edge.runtimes.openvino import OVSession
+from linearsr_edge.pipeline.imaging import read_image
+from linearsr_edge.quality.parity import sqnr
 from linearsr_edge.specs import Profile, expert_spec
 
 BAND = 1  # the expert whose band data calibrates and tests the per-NFE models

@@ -31,12 +31,13 @@ AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 def _gates(bundle_path: Path) -> dict:
     """The export gates of an exported bundle, recomputed on this process's ISA (same calibration seed)."""
+    from linearsr_edge.backends.openvino.options import OVOptions
     from linearsr_edge.build import ExportOptions, _gate_rows, calibrate, resolve_source
     from linearsr_edge.bundle import Bundle
-    from linearsr_edge.calibration import QualityThresholds
-    from linearsr_edge.exporters import get_target
+    from linearsr_edge.checks import QualityThresholds
     from linearsr_edge.precision import Precision
-    from linearsr_edge.runtimes import OVOptions, SRRuntime
+    from linearsr_edge.runtime import SRRuntime
+    from linearsr_edge.targets import get_target
 
     bundle = Bundle.load(bundle_path)
     target = get_target(bundle.target)
@@ -56,8 +57,9 @@ def _gates(bundle_path: Path) -> dict:
 
 def _measure(paths: list[Path], threads: int, repeats: int) -> list[dict]:
     from benchmarks.onnx_vs_torch import median_ms
+    from linearsr_edge.backends.openvino.options import OVOptions
     from linearsr_edge.machine import machine_line
-    from linearsr_edge.runtimes import OVOptions, SRRuntime
+    from linearsr_edge.runtime import SRRuntime
 
     print(machine_line(threads), os.environ.get("ONEDNN_MAX_CPU_ISA", "(no ISA cap)"), file=sys.stderr)
     out = [_gates(p) for p in paths]
@@ -81,8 +83,8 @@ def main() -> int:
         print(json.dumps(_measure(args.measure, args.threads, args.repeats)))
         return 0
 
+    from linearsr_edge.backends.openvino.options import OVInt8Options
     from linearsr_edge.build import ExportOptions, build_bundle
-    from linearsr_edge.exporters import OVInt8Options
     from linearsr_edge.machine import machine_line
 
     print(machine_line(args.threads))

@@ -48,8 +48,9 @@ def status(key):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 from linearsr_edge.bundle import Bundle
-from linearsr_edge.runtimes import SRRuntime, OrtOptions
-from linearsr_edge.runtimes.onnxruntime import ORTSession
+from linearsr_edge.runtime import SRRuntime
+from linearsr_edge.backends.onnx.options import OrtOptions
+from linearsr_edge.backends.onnx.session import ORTSession
 mode, path = sys.argv[1], sys.argv[2]
 bundle = Bundle.load(path)
 frames = [np.random.default_rng(i).integers(0, 256, (24, 32, 3), dtype=np.uint8) for i in range(4)]

@@ -39,7 +39,7 @@ PROFILE = Profile(min_hw=(32, 32), opt_hw=(32, 32), max_hw=(128, 128), cond_len=
 def phase_export(folder: Path) -> dict:
     import torch
 
-    from linearsr_edge.exporters.onnx import ONNXExporter
+    from linearsr_edge.backends.onnx.export import ONNXExporter
     from linearsr_edge.model.denoiser import Denoiser
 
     torch.manual_seed(0)
@@ -55,8 +55,8 @@ def phase_export(folder: Path) -> dict:
 
 
 def phase_run(folder: Path) -> dict:
-    from linearsr_edge.runtimes import OrtOptions
-    from linearsr_edge.runtimes.onnxruntime import ORTSession
+    from linearsr_edge.backends.onnx.options import OrtOptions
+    from linearsr_edge.backends.onnx.session import ORTSession
 
     spec = expert_spec(CFG, 0, PROFILE, 1)
     t0 = time.perf_counter()

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from linearsr_edge.demo import SAMPLES_DIR
-from linearsr_edge.imaging import read_image
 from linearsr_edge.machine import machine_line
+from linearsr_edge.pipeline.imaging import read_image
 from linearsr_edge.profiling import fit_frame
-from linearsr_edge.runtimes import SRRuntime
+from linearsr_edge.runtime import SRRuntime
 from linearsr_edge.serving.triton import TritonServer
 
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from linearsr_edge import SampleOptions, SRRuntime
-    from linearsr_edge.runtimes import get_backend, pick_backend
+    from linearsr_edge.pipeline.session import get_backend, pick_backend
 
     roi = tuple(int(v) for v in args.roi.split(",")) if args.roi else None
     capture = cv2.VideoCapture(args.source)

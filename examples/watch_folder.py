@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from linearsr_edge import SRRuntime
     from linearsr_edge.errors import LinearSRError
-    from linearsr_edge.imaging import read_image, write_image
+    from linearsr_edge.pipeline.imaging import read_image, write_image
 
     args.out.mkdir(parents=True, exist_ok=True)
     sizes: dict[Path, int] = {}

@@ -14,8 +14,8 @@ import torch
 
 from linearsr_edge.demo import DEMO_DIR
 from linearsr_edge.demo.evaluate import evaluate, format_rows
-from linearsr_edge.model.folder import load_model_folder
-from linearsr_edge.process import SampleOptions
+from linearsr_edge.pipeline.process import SampleOptions
+from linearsr_edge.reference import load_model_folder
 
 
 def main() -> int:
@@ -55,7 +55,7 @@ def write_figure(path: Path, pipe, scale: int) -> None:
     from PIL import Image
 
     from linearsr_edge.demo.evaluate import heldout_pairs
-    from linearsr_edge.imaging import bicubic_resize, from_model, to_model
+    from linearsr_edge.pipeline.imaging import bicubic_resize, from_model, to_model
 
     name, hr, lr = heldout_pairs(scale)[0]
     sr = pipe.upscale(lr, SampleOptions(tags=("portrait", "space"))).image

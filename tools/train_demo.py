@@ -26,19 +26,12 @@ import torch
 from tqdm import tqdm
 
 from linearsr_edge.config import ModelConfig, bands_from_edges
-from linearsr_edge.demo.data import (
-    HELDOUT_PHOTOS,
-    TAG_NAMES,
-    TRAIN_PHOTOS,
-    Degradation,
-    load_photo,
-    write_samples,
-)
-from linearsr_edge.imaging import bicubic_resize, to_model
+from linearsr_edge.demo.data import HELDOUT_PHOTOS, TAG_NAMES, TRAIN_PHOTOS, Degradation, load_photo, write_samples
 from linearsr_edge.model.codec import PixelUnshuffleCodec
 from linearsr_edge.model.denoiser import Denoiser
 from linearsr_edge.model.experts import SNRExperts
 from linearsr_edge.model.folder import save_model_folder
+from linearsr_edge.pipeline.imaging import bicubic_resize, to_model
 from linearsr_edge.schedule import shift_sigmas, sigma_from_log_snr
 from linearsr_edge.tags import NULL_TAG, TagVocabulary
 
