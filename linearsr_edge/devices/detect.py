@@ -1,4 +1,5 @@
-"""What device this is: Jetson, NVIDIA dGPU, Apple silicon, Intel CPU/iGPU/NPU, or a generic CPU.
+"""What device this is: Jetson, Android, NVIDIA dGPU, Apple silicon, Intel CPU/iGPU/NPU, an Arm Linux board, or a
+generic CPU.
 
 Every probe survives missing files, tools and packages (it reports nothing rather than failing),
 and reads the file system under an injectable ``root`` and runs commands through an injectable
@@ -44,7 +45,7 @@ class Accelerator:
 
 @dataclass
 class DeviceInfo:
-    family: str  # "jetson" | "nvidia-gpu" | "apple" | "intel" | "cpu"
+    family: str  # "jetson" | "android" | "nvidia-gpu" | "apple" | "intel" | "arm" | "cpu"
     name: str
     arch: str
     cpu: str
@@ -86,6 +87,64 @@ def probe_jetson(root: Path = Path("/")) -> dict[str, Any] | None:
     match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", release or "")
     if match:
         info["l4t"] = f"{match.group(1)}.{match.group(2)}"
+    return info
+
+
+ARM_ARCHES = ("aarch64", "arm64")
+
+
+def cpu_arch(root: Path = Path("/")) -> str:
+    """The CPU architecture: ``aarch64`` where ``/proc/cpuinfo`` describes an ARMv8 (or later) CPU, else the
+    platform's own name (``x86_64`` ...)."""
+    text = _read(root, "proc/cpuinfo") or ""
+    match = re.search(r"^CPU architecture\s*:\s*(\d+)", text, re.MULTILINE)
+    if match and int(match.group(1)) >= 8:
+        return "aarch64"
+    return platform.machine()
+
+
+def _props(text: str) -> dict[str, str]:
+    """``key=value`` lines (``build.prop``) or ``[key]: [value]`` lines (``getprop``)."""
+    props = {}
+    for line in text.splitlines():
+        match = re.match(r"^\[([^\]]+)\]:\s*\[(.*)\]\s*$", line) or re.match(r"^([\w.]+)=(.*)$", line.strip())
+        if match:
+            props[match.group(1)] = match.group(2).strip()
+    return props
+
+
+def probe_android(root: Path = Path("/"), run: Runner = run_tool) -> dict[str, Any] | None:
+    """Android: the device, its release and SDK level and its SoC, from the build properties
+    (``/system/build.prop``, ``/vendor/build.prop``, or ``getprop``); None elsewhere."""
+    props: dict[str, str] = {}
+    for rel in ("system/build.prop", "vendor/build.prop"):
+        props.update(_props(_read(root, rel) or ""))
+    if "ro.build.version.sdk" not in props:
+        props.update(_props(run(["getprop"]) or ""))
+    if "ro.build.version.sdk" not in props:
+        return None
+    maker, model = props.get("ro.product.manufacturer", ""), props.get("ro.product.model", "Android device")
+    info: dict[str, Any] = {
+        "model": f"{maker} {model}".strip() if maker and not model.lower().startswith(maker.lower()) else model,
+        "release": props.get("ro.build.version.release", "?"),
+        "sdk": props["ro.build.version.sdk"],
+    }
+    soc = props.get("ro.soc.model") or props.get("ro.board.platform")
+    if soc:
+        info["soc"] = soc
+    return info
+
+
+def probe_arm_board(root: Path = Path("/")) -> dict[str, Any] | None:
+    """An Arm Linux board's model and SoC from the device tree (Raspberry Pi 5, RK3588 boards ...)."""
+    model = (_read(root, "proc/device-tree/model") or "").replace("\x00", "").strip()
+    compatible = [c for c in (_read(root, "proc/device-tree/compatible") or "").split("\x00") if c]
+    if not model and not compatible:
+        return None
+    info: dict[str, Any] = {"model": model or compatible[0]}
+    socs = [c.split(",", 1)[1] for c in compatible if "," in c]
+    if socs:
+        info["soc"] = socs[-1]  # the device tree lists the board first and the SoC last
     return info
 
 
@@ -144,7 +203,7 @@ def detect(root: Path = Path("/"), run: Runner = run_tool, openvino_core: Any = 
     root = Path(root)
     model, isa = cpu_isa(root)
     base = {
-        "arch": platform.machine(),
+        "arch": cpu_arch(root),
         "cpu": model,
         "isa": isa,
         "cores": os.cpu_count() or 1,
@@ -154,6 +213,9 @@ def detect(root: Path = Path("/"), run: Runner = run_tool, openvino_core: Any = 
     if jetson is not None:
         accel = [Accelerator("gpu", f"{jetson['model']} integrated GPU", None, "cuda:0")]
         return DeviceInfo("jetson", jetson["model"], **base, shared_memory=True, accelerators=accel, details=jetson)
+    android = probe_android(root, run)
+    if android is not None:
+        return DeviceInfo("android", android["model"], **base, shared_memory=True, details=android)
     apple = probe_apple(run) if platform.system() == "Darwin" or run is not run_tool else None
     if apple is not None:
         base.update(cpu=apple["chip"], memory_bytes=apple["memory_bytes"] or base["memory_bytes"])
@@ -166,4 +228,7 @@ def detect(root: Path = Path("/"), run: Runner = run_tool, openvino_core: Any = 
     intel = probe_openvino(openvino_core)
     if "intel" in model.lower() or intel:
         return DeviceInfo("intel", model, **base, accelerators=intel)
+    if base["arch"] in ARM_ARCHES:
+        board = probe_arm_board(root) or {}
+        return DeviceInfo("arm", board.get("model") or model, **base, details=board)
     return DeviceInfo("cpu", model, **base)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import pytest
 
 from linearsr_edge.devices import detect
-from linearsr_edge.devices.detect import probe_jetson, probe_openvino
+from linearsr_edge.devices.detect import ARM_ARCHES, probe_android, probe_jetson, probe_openvino
 from linearsr_edge.machine import ISA_FLAGS, cpu_isa
 
 X86_FLAGS = "fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16"
@@ -91,7 +92,8 @@ def test_generic_cpus_and_missing_everything(tmp_path):
     dev = detect(avx2, run=no_tools, openvino_core=FakeCore({"CPU": "AMD EPYC 7B13"}))
     assert dev.family == "cpu" and dev.isa == ["avx2"]
     empty = detect(tmp_path / "nothing", run=no_tools, openvino_core=FakeCore({}))  # no /proc, no tools
-    assert empty.family == "cpu" and empty.isa == [] and empty.memory_bytes is None
+    assert empty.family == ("arm" if platform.machine() in ARM_ARCHES else "cpu")  # the platform's own arch
+    assert empty.isa == [] and empty.memory_bytes is None
     assert probe_jetson(tmp_path / "nothing") is None
     assert probe_openvino(FakeCore({"CPU": "x"})) == []
 
@@ -108,6 +110,58 @@ def test_this_machine_reports_exactly_its_cpuinfo_flags():
         }
         assert set(dev.isa) == listed & set(ISA_FLAGS) and dev.isa == cpu_isa()[1]
     assert dev.cores >= 1 and dev.family in ("cpu", "intel", "nvidia-gpu", "jetson", "apple")
+
+
+ARM_CPUINFO = (
+    "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimddp\n"
+    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\n\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("board", "compatible", "soc"),
+    [
+        ("Raspberry Pi 5 Model B Rev 1.0", "raspberrypi,5-model-b\x00brcm,bcm2712\x00", "bcm2712"),
+        ("Radxa ROCK 5B", "radxa,rock-5b\x00rockchip,rk3588\x00", "rk3588"),
+    ],
+)
+def test_arm_linux_boards(tmp_path, board, compatible, soc):
+    root = _tree(
+        tmp_path,
+        {
+            "proc/cpuinfo": ARM_CPUINFO,
+            "proc/device-tree/model": board + "\x00",
+            "proc/device-tree/compatible": compatible,
+            "proc/meminfo": "MemTotal:        8245016 kB\n",
+        },
+    )
+    dev = detect(root, run=no_tools, openvino_core=FakeCore({}))
+    assert (dev.family, dev.name, dev.arch, dev.details["soc"]) == ("arm", board, "aarch64", soc)
+    assert dev.isa == ["asimd", "asimddp"] and dev.memory_bytes == 8245016 * 1024
+    from linearsr_edge.devices.profiles import match_profile
+
+    assert match_profile(dev).name == "arm64-linux" and match_profile(dev).targets[0].startswith("et-")
+
+
+GETPROP = "[ro.build.version.release]: [14]\n[ro.build.version.sdk]: [34]\n[ro.product.manufacturer]: [Google]\n"
+
+
+def test_android_from_its_build_properties_or_getprop(tmp_path):
+    props = "ro.build.version.release=14\nro.build.version.sdk=34\nro.product.model=Pixel 8\nro.soc.model=Tensor G3\n"
+    root = _tree(tmp_path / "a", {"proc/cpuinfo": ARM_CPUINFO, "system/build.prop": "# build\n" + props})
+    dev = detect(root, run=no_tools, openvino_core=FakeCore({}))
+    assert (dev.family, dev.name, dev.arch) == ("android", "Pixel 8", "aarch64")
+    assert dev.details == {"model": "Pixel 8", "release": "14", "sdk": "34", "soc": "Tensor G3"}
+
+    def getprop(argv):
+        return GETPROP + "[ro.product.model]: [Pixel 8 Pro]\n" if argv == ["getprop"] else None
+
+    other = _tree(tmp_path / "b", {"proc/cpuinfo": ARM_CPUINFO})
+    assert probe_android(other, getprop)["model"] == "Google Pixel 8 Pro"
+    assert probe_android(other, no_tools) is None  # Arm Linux, not Android
+    from linearsr_edge.devices.profiles import match_profile
+
+    assert match_profile(detect(other, run=getprop, openvino_core=FakeCore({}))).name == "android"
 
 
 # -- profiles and linearsr-doctor -----------------------------------------------------------------
@@ -127,7 +181,8 @@ def test_profiles_match_each_family():
     cases = {
         "x86-avx2": _device(),
         "x86-avx512-vnni": _device(isa=["avx2", "avx512f", "avx512_vnni"]),
-        "arm-generic": _device(arch="aarch64", isa=["asimd"]),
+        "arm64-linux": _device(family="arm", name="Raspberry Pi 5 Model B Rev 1.0", arch="aarch64", isa=["asimd"]),
+        "android": _device(family="android", name="Google Pixel 8", arch="aarch64", isa=["asimd", "asimddp"]),
         "jetson-orin-nano-8gb": _device(family="jetson", name="NVIDIA Jetson Orin Nano Developer Kit", arch="aarch64"),
         "jetson-agx-orin-64gb": _device(family="jetson", name="Jetson AGX Orin", arch="aarch64"),
         "apple-m3": _device(family="apple", name="Apple M3 Pro", arch="arm64"),
