@@ -1,4 +1,4 @@
-"""The hardware families, one folder each: ``onnx``, ``openvino``, ``tensorrt``, ``coreml``.
+"""The hardware families, one folder each: ``onnx``, ``openvino``, ``tensorrt``, ``coreml``, ``executorch``.
 
 A family holds its options, export, session (runtime), plan and one thin adapter for the vendor calls
 that no Linux machine runs, and registers its targets and backend in its own ``register()``. This list is
@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import threading
 
-FAMILIES = ("onnx", "openvino", "tensorrt", "coreml")
+FAMILIES = ("onnx", "openvino", "tensorrt", "coreml", "executorch")
 
 _lock = threading.Lock()
 _done = False
