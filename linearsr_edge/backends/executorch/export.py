@@ -190,19 +190,17 @@ class EtExporter(Exporter):
         return {"executorch": ExecuTorchSection(version("executorch"), components=dict(self.records))}
 
     def export(self, module, spec, folder, calibration=None) -> list[Path]:
-        program = self._program(module, spec, calibration)
+        program, quantized, kept = self._program(module, spec, calibration)
         buffer, record = lower(program, spec)
-        self.records[spec.name] = replace(record, quantized=self._quantized, kept_fp32=self._kept)
+        self.records[spec.name] = replace(record, quantized=quantized, kept_fp32=kept)
         path = folder / f"{spec.name}{SUFFIX}"
         path.write_bytes(buffer)
         write_metadata(path, self.metadata_for(spec))
         return [path, metadata_path(path)]
 
-    _quantized = 0
-    _kept = 0
-
     def _program(self, module, spec: ComponentSpec, calibration):
-        return export_program(module, spec)
+        """The program to lower, the products quantized and the nodes kept FP32 (none in FP32)."""
+        return export_program(module, spec), 0, 0
 
 
 def metadata_path(path: Path) -> Path:
@@ -223,22 +221,24 @@ class EtInt8Exporter(EtExporter):
         super().__init__(options or EtInt8Options())
 
     def _program(self, module, spec: ComponentSpec, calibration):
-        self._quantized = self._kept = 0
         program = export_program(module, spec)
         calibration = expert_calibration(spec, calibration)
         if calibration is None:
-            return program
+            return program, 0, 0
         rows = [row for feeds in calibration for row in split_rows(feeds, ROWS_PER_CALL)]
-        converted = self._quantize(program, spec, rows)
+        converted, quantized, kept = self.quantize(program, spec, rows)
         args, dynamic = program_inputs(spec)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return torch.export.export(converted, args, dynamic_shapes=dynamic)
+                return torch.export.export(converted, args, dynamic_shapes=dynamic), quantized, kept
         except Exception as exc:  # torch.export raises many types
             raise ExportError(f"{spec.name}: torch.export of the quantized graph failed: {exc}") from None
 
-    def _quantize(self, program, spec: ComponentSpec, rows: Sequence[dict]):
+    def quantize(self, program, spec: ComponentSpec, rows: Sequence[dict]):
+        """PT2E on ``program`` calibrated on ``rows``: the converted graph module, the weighted products quantized
+        and the nodes the policy kept FP32 (with ``keep_fp32="none"`` the quantizer also takes adds and
+        multiplies; the count is then of the weighted products only)."""
         with quiet():
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer,
@@ -251,16 +251,15 @@ class EtInt8Exporter(EtExporter):
         weighted = {
             n.name for n in graph_module.graph.nodes if n.op == "call_function" and _op(n.target) in WEIGHTED_OPS
         }
-        self._quantized, self._kept = len(weighted), 0
+        chosen, keep = weighted, set()
         if self.options.keep_fp32 == "policy":
             keep = kept_fp32(graph_module.graph)
             chosen = weighted - keep
             # the annotators ask about every node of a pattern, the weights' and biases' get_attr too
             quantizer.set_filter_function(lambda node: node.name in chosen or node.op != "call_function")
-            self._quantized, self._kept = len(chosen), len(keep)
         with quiet():
             prepared = prepare_pt2e(graph_module, quantizer)
             with torch.no_grad():
                 for row in rows:
                     prepared(*[torch.from_numpy(row[n]) for n in spec.input_names])
-            return convert_pt2e(prepared)
+            return convert_pt2e(prepared), len(chosen), len(keep)

@@ -122,9 +122,9 @@ def test_et_int8_quantizes_only_the_weighted_products(tiny_bundles):
 
     spec = tiny_bundles("et-int8").bundle.spec("expert_1")  # first: it writes the model folder
     folder = load_model_folder(tiny_bundles.root / "model")
-    exporter = EtInt8Exporter()
     rows = [spec.dummy_inputs("opt", batch=1, seed=s) for s in range(3)]
-    converted = exporter._quantize(export_program(component_module(folder, "expert_1"), spec), spec, rows)
+    program = export_program(component_module(folder, "expert_1"), spec)
+    converted, quantized, kept = EtInt8Exporter().quantize(program, spec, rows)
     nodes = [n for n in converted.graph.nodes if n.op == "call_function"]
     for q in (n for n in nodes if "quantize_per_tensor" in str(n.target) and "dequantize" not in str(n.target)):
         sources, read_by = _sources(q.args[0]), {op for dq in q.users for op in _readers(dq)}
@@ -132,9 +132,9 @@ def test_et_int8_quantizes_only_the_weighted_products(tiny_bundles):
         assert sources <= set(WEIGHTED_OPS) or read_by <= set(WEIGHTED_OPS), (q.name, sources, read_by)
     per_channel = [n for n in nodes if "dequantize_per_channel" in str(n.target)]
     assert {_op(u.target) for n in per_channel for u in n.users} == set(WEIGHTED_OPS)
-    assert len(per_channel) == exporter._quantized
+    assert len(per_channel) == quantized
     record = tiny_bundles("et-int8").bundle.manifest.family("executorch").components["expert_1"]
-    assert record.quantized == exporter._quantized > 0 and record.kept_fp32 == exporter._kept > 0
+    assert record.quantized == quantized > 0 and record.kept_fp32 == kept > 0
     assert tiny_bundles("et-int8").bundle.manifest.family("executorch").components["encoder"].quantized == 0
 
 
