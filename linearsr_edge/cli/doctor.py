@@ -68,8 +68,12 @@ def report(profile_file: Path | None = None) -> dict[str, Any]:
             }
         )
     target, why = recommend(profile) if profile is not None else (None, "no device profile matches this device")
+    from linearsr_edge.profiling.roofline import sgemm_rate
+
+    threads = device.cores or 1
     return {
         "device": device.to_dict(),
+        "rates": {"sgemm_gflops": sgemm_rate(threads), "threads": threads},
         "profile": None if profile is None else {**profile.__dict__, "targets": list(profile.targets)},
         "backends": backends,
         "recommended_target": target,
@@ -91,6 +95,11 @@ def _run(args: argparse.Namespace) -> int:
     mem = f"{d['memory_bytes'] / (1 << 30):.1f} GiB" if d["memory_bytes"] else "unknown memory"
     print(f"device:   {d['name']} ({d['family']}, {d['arch']}, {d['cores']} cores, {mem})")
     print(f"cpu:      {d['cpu']}; ISA: {' '.join(d['isa']) or 'none detected'}")
+    rates = data["rates"]
+    print(
+        f"limit:    SGEMM {rates['sgemm_gflops']:.1f} GFLOP/s (float32, {rates['threads']} threads, measured once "
+        "on this machine; linearsr-profile puts each component against it)"
+    )
     for a in d["accelerators"]:
         print(f"          + {a['kind']}: {a['name']} via {a['backend']}")
     if p is not None:

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--residency", default="auto", metavar="auto|all|one|BYTES", help="which sessions stay open (default: auto)"
     )
+    ap.add_argument(
+        "--no-roofline",
+        action="store_true",
+        help="skip the FLOP counts and the SGEMM rate they are compared with (measured once per machine, ~2 s)",
+    )
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_backend_flags(ap, skip=("--resolution",))  # OpenVINO's pin: the frames here are this size anyway
     return ap
@@ -195,7 +200,7 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
 
     from linearsr_edge.bundle import Bundle
     from linearsr_edge.pipeline.process import SampleOptions
-    from linearsr_edge.profiling import compare_rows, format_compare, plot_report, profile_many, to_json
+    from linearsr_edge.profiling import add_roofline, compare_rows, format_compare, plot_report, profile_many, to_json
 
     paths = ([args.bundle] if args.bundle else []) + list(args.compare)
     if not paths:
@@ -231,6 +236,9 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
             runtime.check_size(height, width)
         configs = [(runtime, base) for runtime in runtimes]
         reports = profile_many(configs, frame, args.runs, args.warmup, args.batch, bar.update)
+        if not args.no_roofline:
+            for report, runtime in zip(reports, runtimes, strict=True):
+                add_roofline(report, runtime, base)
     if args.plot is not None:
         plot_report(reports[0], args.plot)
     rows = compare_rows(reports, bundles) if len(reports) > 1 else None

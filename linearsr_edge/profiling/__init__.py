@@ -13,6 +13,7 @@ from linearsr_edge.profiling.budget import (
 from linearsr_edge.profiling.compare import compare_rows, format_compare, gate_psnr
 from linearsr_edge.profiling.measure import (
     ProfileReport,
+    add_roofline,
     fit_frame,
     latency,
     peak_rss_bytes,
@@ -26,6 +27,7 @@ __all__ = [
     "BudgetAnswer",
     "BudgetRow",
     "ProfileReport",
+    "add_roofline",
     "budget_search",
     "choose",
     "compare_rows",

@@ -19,6 +19,17 @@ def gate_psnr(bundle: Bundle) -> float | None:
     return None
 
 
+def expert_rate(report: ProfileReport) -> tuple[float, float] | None:
+    """(GFLOP/s, share of the SGEMM rate) over every expert call of an image; None without a roofline."""
+    roof = report.roofline.get("components", {})
+    counted = [(roof[n]["gflop"], c) for n, c in report.components.items() if n.startswith("expert_") and n in roof]
+    if not counted or any(g is None for g, _ in counted):
+        return None
+    ms = sum(c["ms_per_image"] for _, c in counted)
+    gflops = sum(g * c["calls_per_image"] for g, c in counted) / (ms * 1e-3)
+    return gflops, gflops / report.roofline["sgemm_gflops"]
+
+
 def compare_rows(reports: Sequence[ProfileReport], bundles: Sequence[Bundle]) -> list[dict[str, Any]]:
     """One row per bundle: target, size on disk, quality against FP32 from its export gates, p50, and the
     speed-up against the first bundle."""
@@ -35,6 +46,8 @@ def compare_rows(reports: Sequence[ProfileReport], bundles: Sequence[Bundle]) ->
             "p50_ms": r.image["p50_ms"],
             "p95_ms": r.image["p95_ms"],
             "speedup": base / r.image["p50_ms"],
+            "expert_gflops": None if expert_rate(r) is None else expert_rate(r)[0],
+            "expert_share_of_sgemm": None if expert_rate(r) is None else expert_rate(r)[1],
         }
         for r, b in zip(reports, bundles, strict=True)
     ]
@@ -42,15 +55,21 @@ def compare_rows(reports: Sequence[ProfileReport], bundles: Sequence[Bundle]) ->
 
 def format_compare(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table (reads in a terminal, pastes into RESULTS.md)."""
+    roof = any(r.get("expert_gflops") is not None for r in rows)
     lines = [
-        "| bundle | target | backend | size MiB | PSNR vs FP32 (gates) | p50 ms | p95 ms | speed-up |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| bundle | target | backend | size MiB | PSNR vs FP32 (gates) | p50 ms | p95 ms | speed-up |"
+        + (" experts GFLOP/s | of SGEMM |" if roof else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if roof else ""),
     ]
     for r in rows:
         q = r["psnr_vs_fp32_db"]
         q = "n/a" if q is None else "identical" if math.isinf(q) else f"{q:.2f} dB"
-        lines.append(
+        line = (
             f"| {r['bundle']} | {r['target']} | {r['backend']} | {r['size_mib']:.2f} | {q} | {r['p50_ms']:.1f} "
             f"| {r['p95_ms']:.1f} | {r['speedup']:.2f}x |"
         )
+        if roof:
+            g, share = r.get("expert_gflops"), r.get("expert_share_of_sgemm")
+            line += " n/a | n/a |" if g is None else f" {g:.1f} | {100 * share:.1f}% |"
+        lines.append(line)
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -115,6 +116,8 @@ class ProfileReport:
     outside_ms: float  # p50 over runs: the host loop outside sessions
     peak_rss_bytes: int | None
     gantt: list[dict[str, Any]] = field(default_factory=list)  # the median run's calls: label, start_ms, ms
+    # FLOPs and achieved GFLOP/s per component against this machine's SGEMM rate (`add_roofline`); empty if not run
+    roofline: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,11 +131,21 @@ class ProfileReport:
             "",
             f"{'component':<12} {'calls/img':>9} {'p50 ms':>9} {'p95 ms':>9} {'min ms':>9} {'ms/img':>9}",
         ]
+        roof = self.roofline.get("components", {})
+        if roof:
+            lines[-1] += f" {'GFLOP/call':>10} {'GFLOP/s':>8} {'of SGEMM':>8}"
         for name, c in self.components.items():
-            lines.append(
+            line = (
                 f"{name:<12} {c['calls_per_image']:>9.2f} {c['p50_ms']:>9.2f} {c['p95_ms']:>9.2f} "
                 f"{c['min_ms']:>9.2f} {c['ms_per_image']:>9.2f}"
             )
+            r = roof.get(name)
+            if r is not None:
+                line += "".join(
+                    f" {'n/a':>{width}}" if r[key] is None else f" {r[key] * scale:>{width}.{digits}f}"
+                    for key, width, digits, scale in (("gflop", 10, 3, 1), ("gflops", 8, 1, 1), ("share", 7, 1, 100))
+                ) + ("%" if r["share"] is not None else " ")
+            lines.append(line)
         lines += ["", f"{'step':>4} {'expert':>6} {'sigma':>7} {'p50 ms':>9} {'p95 ms':>9} {'min ms':>9}"]
         for s in self.timeline:
             lines.append(
@@ -149,6 +162,16 @@ class ProfileReport:
             f"inside sessions {self.session_ms:.2f} ms, opening sessions {self.open_ms:.2f} ms, "
             f"outside sessions {self.outside_ms:.2f} ms ({100 * self.outside_ms / whole:.1f}% of the p50)",
             f"peak RSS {rss}",
+            *(
+                [
+                    f"limit: SGEMM {self.roofline['sgemm_gflops']:.1f} GFLOP/s with {self.roofline['threads']} threads "
+                    f"(float32, measured once on this machine); experts at a {self.roofline['latent_hw'][1]}x"
+                    f"{self.roofline['latent_hw'][0]} latent, {self.roofline['cond_len']} tag row"
+                    + ("s" if self.roofline["cond_len"] != 1 else "")
+                ]
+                if self.roofline
+                else []
+            ),
             f"machine: {self.machine.get('cpu')}, {self.machine.get('cores')} cores; "
             f"ISA: {' '.join(self.machine.get('isa', [])) or 'unknown'}",
         ]
@@ -223,6 +246,38 @@ def profile_many(
         _report(runtime, done, image.shape[:2], batch, warmup, machine)
         for (runtime, _, _), done in zip(configs, timed, strict=True)
     ]
+
+
+def add_roofline(report: ProfileReport, runtime, opts: SampleOptions | None = None, sgemm_gflops: float | None = None):
+    """Fill ``report.roofline``: each component's FLOPs per call at the profiled size (`roofline.component_flops`),
+    the GFLOP/s its p50 achieves, and that as a share of this machine's SGEMM rate with the same threads."""
+    from linearsr_edge.profiling.roofline import component_flops, sgemm_rate
+
+    opts = opts or SampleOptions()
+    threads = report.settings.get("threads") or os.cpu_count() or 1
+    rate = sgemm_gflops if sgemm_gflops is not None else sgemm_rate(threads)
+    factor, s = runtime.process.codec_factor, runtime.cfg.upscale
+    latent = (report.input_hw[0] * s // factor, report.input_hw[1] * s // factor)
+    cond_len = int(runtime.process.cond(opts.tags).shape[0])
+    codec = runtime.bundle.manifest.codec.get("type", "") if runtime.bundle is not None else ""
+    components = {}
+    for name, c in report.components.items():
+        kind = runtime.spec(name).kind
+        flops = component_flops(runtime.cfg, kind, latent, cond_len, codec, report.batch)
+        gflops = None if not flops or c["p50_ms"] <= 0 else flops / (c["p50_ms"] * 1e-3) / 1e9  # 0: a reshape
+        components[name] = {
+            "gflop": None if flops is None else flops / 1e9,
+            "gflops": gflops,
+            "share": None if gflops is None else gflops / rate,
+        }
+    report.roofline = {
+        "sgemm_gflops": rate,
+        "threads": threads,
+        "latent_hw": list(latent),
+        "cond_len": cond_len,
+        "components": components,
+    }
+    return report
 
 
 def _report(runtime, timed: list[_Run], input_hw, batch: int, warmup: int, machine: dict) -> ProfileReport:

@@ -110,9 +110,11 @@ def test_doctor_recommends_an_installed_target_and_says_why(capsys):
 
     assert data["device"]["isa"] == cpu_isa()[1]
     assert {b["name"] for b in data["backends"]} >= {"onnxruntime", "openvino"}
+    assert data["rates"]["sgemm_gflops"] > 0.1 and data["rates"]["threads"] == data["device"]["cores"]
     assert main([]) == 0
     out = capsys.readouterr().out
     assert f"export:   {target}:" in out and f"linearsr-export --target {target}" in out
+    assert f"limit:    SGEMM {data['rates']['sgemm_gflops']:.1f} GFLOP/s" in out  # the cached rate, printed
 
 
 def test_export_target_auto_names_the_choice_and_why(caplog):

@@ -158,6 +158,21 @@ def test_cli_one_bundle_json_and_plot(tiny_bundles, tmp_path, capsys):
     (report,) = data["reports"]
     assert report["input_hw"] == [16, 24] and report["output_hw"] == [32, 48] and report["steps"] == 2
     assert data["compare"] is None
+    # the roofline: FLOPs counted from the config at the profiled latent, rate from the p50, share of the SGEMM
+    from linearsr_edge.profiling.roofline import expert_flops
+
+    roof = report["roofline"]
+    bundle = tiny_bundles("onnx-fp32").bundle
+    assert roof["latent_hw"] == [16, 24] and roof["cond_len"] == 1 and roof["sgemm_gflops"] > 0  # factor 2, scale 2
+    flops = expert_flops(bundle.cfg, (16, 24), 1)
+    name = next(n for n in report["components"] if n.startswith("expert_"))  # 2 steps: not every expert runs
+    expert = roof["components"][name]
+    assert expert["gflop"] == pytest.approx(flops / 1e9)
+    assert expert["gflops"] == pytest.approx(flops / (report["components"][name]["p50_ms"] * 1e-3) / 1e9)
+    assert expert["share"] == pytest.approx(expert["gflops"] / roof["sgemm_gflops"])
+    assert roof["components"]["decoder"] == {"gflop": 0.0, "gflops": None, "share": None}  # pixel unshuffle
+    assert profile_cli.main([str(path), "--runs", "1", "--warmup", "0", "--json", "-q", "--no-roofline"]) == 0
+    assert json.loads(capsys.readouterr().out)["reports"][0]["roofline"] == {}
     pytest.importorskip("matplotlib")
     code = profile_cli.main([str(path), "--runs", "2", "--warmup", "0", "--plot", str(png), "-q", "--threads", "1"])
     assert code == 0
@@ -176,6 +191,7 @@ def test_cli_compare_table(tiny_bundles, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("| ")]
     assert len(lines) == 3 and "onnx-fp32" in lines[1] and "1.00x" in lines[1] and "onnx-int8" in lines[2]
+    assert lines[0].endswith("| experts GFLOP/s | of SGEMM |") and lines[2].endswith("% |")
 
 
 @pytest.mark.parametrize(

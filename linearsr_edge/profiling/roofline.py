@@ -1,0 +1,105 @@
+"""How far a run is from what this CPU can do: each component's FLOPs, and this machine's measured SGEMM rate.
+
+* **FLOPs** of an expert call, counted from the model config at the call's latent size and tag count: the
+  multiply-adds of every linear, convolution and attention product (2 FLOPs each), as PyTorch's
+  ``FlopCounterMode`` counts them (``tests/pipeline/test_roofline.py`` holds the two counts equal). Reductions,
+  norms and elementwise ops are not counted: they move memory, and a component dominated by them shows as far
+  from the limit. The codec: 0 for the pixel-unshuffle codec (reshapes only); unknown (None) for others.
+* **The limit**: one large float32 matrix product (NumPy's BLAS) in a child process with the profiled thread
+  count, best of a few runs; cached per machine (CPU, ISA, cores) and thread count under the cache root.
+
+Pure Python and NumPy: no backend, no PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from linearsr_edge.cache import cache_root
+from linearsr_edge.config import ModelConfig
+from linearsr_edge.fileio import atomic_write_text
+from linearsr_edge.machine import machine_summary
+
+TIME_FEATURES = 256  # TimestepEmbedding's sinusoidal width
+
+
+def expert_flops(cfg: ModelConfig, latent_hw: tuple[int, int], cond_len: int, batch: int = 1) -> int:
+    """FLOPs (2 per multiply-add) of one expert call on a ``latent_hw`` latent with ``cond_len`` tag rows."""
+    p, d = cfg.patch_size, cfg.hidden_size
+    n = (latent_hw[0] // p) * (latent_hw[1] // p)  # tokens
+    inner, heads, head_dim = cfg.num_heads * cfg.head_dim, cfg.num_heads, cfg.head_dim
+    c_heads, c_dim = cfg.cross_attn_heads, cfg.cross_attn_head_dim
+    cross = c_heads * c_dim
+    hidden = int(cfg.mlp_ratio * d)
+    macs = n * cfg.in_channels * p * p * d  # patch embedding
+    macs += TIME_FEATURES * d + d * d + d * 6 * d  # timestep MLP and the adaLN projection
+    macs += cond_len * (cfg.cond_dim * d + d * d)  # tag projection
+    block = 4 * n * d * inner  # self-attention q, k, v, out
+    block += heads * (2 * n * head_dim * head_dim + n * head_dim)  # K^T V, Q (K^T V), Q K-sum
+    block += 2 * n * d * cross + 2 * cond_len * d * cross  # cross-attention q, out; k, v
+    block += 2 * c_heads * n * cond_len * c_dim  # scores and their product with V
+    block += n * d * 2 * hidden + n * 2 * hidden * 9 + n * hidden * d  # Mix-FFN: expand, depthwise 3x3, project
+    macs += cfg.depth * block
+    macs += n * d * p * p * cfg.latent_channels  # final projection
+    return 2 * macs * batch
+
+
+def component_flops(
+    cfg: ModelConfig, kind: str, latent_hw: tuple[int, int], cond_len: int, codec: str, batch: int = 1
+) -> int | None:
+    """FLOPs of one call of a component of ``kind`` (expert, encoder, decoder); None where not counted."""
+    if kind == "expert":
+        return expert_flops(cfg, latent_hw, cond_len, batch)
+    return 0 if codec == "pixel_unshuffle" else None
+
+
+_CHILD = """
+import json, sys, time
+import numpy as np
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+a @ b  # warm-up: the BLAS threads start
+times = []
+for _ in range(5):
+    t0 = time.perf_counter()
+    a @ b
+    times.append(time.perf_counter() - t0)
+best = min(times)
+print(json.dumps({"gflops": 2 * n**3 / best / 1e9, "n": n}))
+"""
+
+
+def _key(threads: int) -> str:
+    m = machine_summary()
+    isa = "+".join(m["isa"]) or "none"
+    cap = m.get("isa_cap", "")
+    return f"{m['cpu']}|{isa}|{m['cores']}|{cap}|threads={threads}"
+
+
+def sgemm_rate(threads: int, n: int = 1536, cache: Path | None = None, refresh: bool = False) -> float:
+    """This machine's float32 matrix-product rate in GFLOP/s with ``threads`` threads (measured once per machine
+    and thread count, then read from the cache)."""
+    path = Path(cache or cache_root("roofline")) / "sgemm.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    key = _key(threads)
+    if key in known and not refresh:
+        return float(known[key]["gflops"])
+    env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(n)], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the SGEMM probe failed: {done.stderr.strip()[-300:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    known[key] = measured
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(known, indent=1, sort_keys=True))
+    return float(measured["gflops"])
