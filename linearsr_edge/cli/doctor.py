@@ -68,12 +68,13 @@ def report(profile_file: Path | None = None) -> dict[str, Any]:
             }
         )
     target, why = recommend(profile) if profile is not None else (None, "no device profile matches this device")
-    from linearsr_edge.profiling.roofline import sgemm_rate
+    from linearsr_edge.profiling.roofline import sgemm_rates
 
     threads = device.cores or 1
+    rates = sgemm_rates(threads)
     return {
         "device": device.to_dict(),
-        "rates": {"sgemm_gflops": sgemm_rate(threads), "threads": threads},
+        "rates": {"sgemm_gflops": max(rates.values()), "sgemm_by": rates, "threads": threads},
         "profile": None if profile is None else {**profile.__dict__, "targets": list(profile.targets)},
         "backends": backends,
         "recommended_target": target,
@@ -96,9 +97,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"device:   {d['name']} ({d['family']}, {d['arch']}, {d['cores']} cores, {mem})")
     print(f"cpu:      {d['cpu']}; ISA: {' '.join(d['isa']) or 'none detected'}")
     rates = data["rates"]
+    by = ", ".join(f"{name} {value:.1f}" for name, value in sorted(rates["sgemm_by"].items(), key=lambda kv: -kv[1]))
     print(
-        f"limit:    SGEMM {rates['sgemm_gflops']:.1f} GFLOP/s (float32, {rates['threads']} threads, measured once "
-        "on this machine; linearsr-profile puts each component against it)"
+        f"limit:    SGEMM {rates['sgemm_gflops']:.1f} GFLOP/s (float32, {rates['threads']} threads; {by}; measured "
+        "once on this machine; linearsr-profile puts each component against the best)"
     )
     for a in d["accelerators"]:
         print(f"          + {a['kind']}: {a['name']} via {a['backend']}")

@@ -231,6 +231,9 @@ class BackendInfo:
     parity_options: BackendOptions | None = None
     platforms: tuple[str, ...] = ()  # ``sys.platform`` values it runs on; empty: any
     platform_note: str = ""  # why, and what to do elsewhere
+    # "module:function(threads, n) -> GFLOP/s": this backend's float32 n x n matrix product rate with ``threads``
+    # threads, for linearsr-profile's roofline (the limit is the best rate of any installed backend and NumPy)
+    gemm_probe: str = ""
 
     @property
     def available(self) -> bool:

@@ -122,6 +122,14 @@ class ProfileReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _limit_line(self) -> str:
+        r = self.roofline
+        rows = f"{r['cond_len']} tag row" + ("s" if r["cond_len"] != 1 else "")
+        return (
+            f"limit: SGEMM {r['sgemm_gflops']:.1f} GFLOP/s with {r['threads']} threads (float32, {r['sgemm_by']}'s, "
+            f"the best measured on this machine); experts at a {r['latent_hw'][1]}x{r['latent_hw'][0]} latent, {rows}"
+        )
+
     def table(self) -> str:
         (h, w), (oh, ow) = self.input_hw, self.output_hw
         lines = [
@@ -162,16 +170,7 @@ class ProfileReport:
             f"inside sessions {self.session_ms:.2f} ms, opening sessions {self.open_ms:.2f} ms, "
             f"outside sessions {self.outside_ms:.2f} ms ({100 * self.outside_ms / whole:.1f}% of the p50)",
             f"peak RSS {rss}",
-            *(
-                [
-                    f"limit: SGEMM {self.roofline['sgemm_gflops']:.1f} GFLOP/s with {self.roofline['threads']} threads "
-                    f"(float32, measured once on this machine); experts at a {self.roofline['latent_hw'][1]}x"
-                    f"{self.roofline['latent_hw'][0]} latent, {self.roofline['cond_len']} tag row"
-                    + ("s" if self.roofline["cond_len"] != 1 else "")
-                ]
-                if self.roofline
-                else []
-            ),
+            *([self._limit_line()] if self.roofline else []),
             f"machine: {self.machine.get('cpu')}, {self.machine.get('cores')} cores; "
             f"ISA: {' '.join(self.machine.get('isa', [])) or 'unknown'}",
         ]
@@ -255,7 +254,7 @@ def add_roofline(report: ProfileReport, runtime, opts: SampleOptions | None = No
 
     opts = opts or SampleOptions()
     threads = report.settings.get("threads") or os.cpu_count() or 1
-    rate = sgemm_gflops if sgemm_gflops is not None else sgemm_rate(threads)
+    rate, by = (sgemm_gflops, "given") if sgemm_gflops is not None else sgemm_rate(threads)
     factor, s = runtime.process.codec_factor, runtime.cfg.upscale
     latent = (report.input_hw[0] * s // factor, report.input_hw[1] * s // factor)
     cond_len = int(runtime.process.cond(opts.tags).shape[0])
@@ -272,6 +271,7 @@ def add_roofline(report: ProfileReport, runtime, opts: SampleOptions | None = No
         }
     report.roofline = {
         "sgemm_gflops": rate,
+        "sgemm_by": by,
         "threads": threads,
         "latent_hw": list(latent),
         "cond_len": cond_len,

@@ -54,14 +54,19 @@ def test_the_demo_experts_flops_and_a_patch_size_of_two():
     assert component_flops(cfg, "decoder", (64, 64), 2, "dcae") is None
 
 
-def test_the_sgemm_rate_is_measured_once_per_machine_and_thread_count(tmp_path):
-    rate = sgemm_rate(1, n=256, cache=tmp_path)
-    assert rate > 0.1  # GFLOP/s: any CPU of this century
-    stored = json.loads((tmp_path / "sgemm.json").read_text())
+def test_the_sgemm_rate_is_the_best_of_every_probe_measured_once_per_machine_and_thread_count(tmp_path):
+    from linearsr_edge.pipeline.session import BACKENDS
+
+    rate, by = sgemm_rate(1, n=256, cache=tmp_path)
+    stored = json.loads((tmp_path / "gemm-rates.json").read_text())
     assert set(stored) == {_key(1)} and "threads=1" in _key(1)
-    stored[_key(1)]["gflops"] = 12345.0  # the cache answers, not a new measurement
-    (tmp_path / "sgemm.json").write_text(json.dumps(stored))
-    assert sgemm_rate(1, n=256, cache=tmp_path) == 12345.0
-    assert sgemm_rate(2, n=256, cache=tmp_path) != 12345.0  # another thread count: measured
-    assert len(json.loads((tmp_path / "sgemm.json").read_text())) == 2
-    assert sgemm_rate(1, n=256, cache=tmp_path, refresh=True) != 12345.0
+    rates = stored[_key(1)]
+    probes = {b.name for b in BACKENDS.entries() if b.gemm_probe and b.available}
+    assert "numpy" in rates and set(rates) - {"numpy"} <= probes and "openvino" in rates  # installed here
+    assert all(v > 0.1 for v in rates.values()) and rate == max(rates.values()) and rates[by] == rate
+    rates["numpy"] = 12345.0  # the cache answers, not a new measurement
+    (tmp_path / "gemm-rates.json").write_text(json.dumps(stored))
+    assert sgemm_rate(1, n=256, cache=tmp_path) == (12345.0, "numpy")
+    assert sgemm_rate(2, n=256, cache=tmp_path)[0] != 12345.0  # another thread count: measured
+    assert len(json.loads((tmp_path / "gemm-rates.json").read_text())) == 2
+    assert sgemm_rate(1, n=256, cache=tmp_path, refresh=True)[0] != 12345.0

@@ -71,5 +71,6 @@ def register() -> None:
             runtime="linearsr_edge.backends.onnx.session:OrtBackend",
             options=OrtOptions,
             version=_version,
+            gemm_probe="linearsr_edge.backends.onnx.session:gemm_gflops",
         )
     )

@@ -48,6 +48,38 @@ def register_shared_arena() -> None:
         _arena_registered = True
 
 
+def gemm_gflops(threads: int, n: int) -> float:
+    """ONNX Runtime's float32 ``n x n`` MatMul on the CPU with ``threads`` threads: GFLOP/s, best of 5 (the graph is
+    built with the ``onnx`` package, which runtime-only installs lack: ImportError there)."""
+    import math
+    import time
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "w"], ["y"])],
+        "gemm",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+        [weight],
+    )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((n, n), dtype=np.float32)
+    sess.run(None, {"a": x})
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sess.run(None, {"a": x})
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 class ORTSession(Session):
     backend = "onnxruntime"
     thread_safe = True  # InferenceSession.run is safe to call from several threads

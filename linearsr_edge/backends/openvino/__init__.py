@@ -69,5 +69,6 @@ def register() -> None:
             options=OVOptions,
             version=_version,
             parity_options=OVOptions(device="CPU", precision_hint="f32", cache=False),
+            gemm_probe="linearsr_edge.backends.openvino.session:gemm_gflops",
         )
     )
