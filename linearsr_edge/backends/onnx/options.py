@@ -102,6 +102,16 @@ class OrtOptions(BackendOptions):
     # instead of an arena each: an arena keeps its largest run's memory, so four resident experts held four.
     # Measured on the demo (640x480 frame, onnx-fp32): peak RSS 3040 -> 1274 MiB, the same speed.
     shared_arena: bool = True
+    # ORT's intra-op threads spin after each run waiting for more work. The experts are separate sessions that
+    # take turns, so each expert's call ran beside the previous one's spinning threads: on the demo (4 experts,
+    # 2 threads) the experts after the first took 48-60 ms against 25-28 ms, and the image 200 ms against 124 ms
+    # without spinning; a one-expert model lost 3.5 % (benchmarks/RESULTS.md). Off unless asked for.
+    spinning: bool = flag(
+        False,
+        "--ort-spinning",
+        "let ONNX Runtime's threads spin between runs (default off: the experts take turns, and a spinning pool "
+        "slowed the next expert 1.6-2x; on: ~3 %% faster for a one-expert model)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

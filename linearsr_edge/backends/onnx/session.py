@@ -99,6 +99,10 @@ class ORTSession(Session):
         if options.shared_arena:
             register_shared_arena()
             so.add_session_config_entry("session.use_env_allocators", "1")
+        if not options.spinning:  # unless the caller's session_config says otherwise
+            for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+                if key not in options.session_config:
+                    so.add_session_config_entry(key, "0")
         for key, value in options.session_config.items():
             so.add_session_config_entry(key, str(value))
         providers = choose_providers(ort.get_available_providers(), options.providers)
@@ -109,6 +113,7 @@ class ORTSession(Session):
             raise BundleError(f"ONNX Runtime cannot load {path.name}: {exc}") from None
         self.providers = self._sess.get_providers()
         self.session_config = dict(options.session_config)
+        self.spinning = options.spinning or options.session_config.get("session.intra_op.allow_spinning") == "1"
         self._outputs = [o.name for o in self._sess.get_outputs()]
 
     def _run(self, feeds: Feeds) -> Feeds:
@@ -120,6 +125,8 @@ class ORTSession(Session):
     def settings(self) -> dict[str, Any]:
         so = self._sess.get_session_options() if self._sess is not None else None
         settings = {"providers": self.providers, "threads": (so.intra_op_num_threads or None) if so else None}
+        if so is not None and not self.spinning:
+            settings["spinning"] = False
         if self.session_config:
             settings["session_config"] = dict(self.session_config)
         return settings
