@@ -62,3 +62,16 @@ def machine_line(threads: int | None = None) -> str:
     t = f", {threads} threads" if threads else ""
     cap = f" (oneDNN capped at {os.environ[ISA_CAP_VARIABLE]})" if os.environ.get(ISA_CAP_VARIABLE) else ""
     return f"machine: {model}, {os.cpu_count()} cores{t}; ISA: {' '.join(flags) or 'unknown'}{cap}"
+
+
+def best_seconds(fn, repeats: int = 5) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``, after one untimed call (threads started, caches warm)."""
+    import time
+
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -68,13 +68,18 @@ def report(profile_file: Path | None = None) -> dict[str, Any]:
             }
         )
     target, why = recommend(profile) if profile is not None else (None, "no device profile matches this device")
+    from linearsr_edge.errors import LinearSRError
     from linearsr_edge.profiling.roofline import sgemm_rates
 
     threads = device.cores or 1
-    rates = sgemm_rates(threads)
+    try:
+        rates = sgemm_rates(threads)
+        measured = {"sgemm_gflops": max(rates.values()), "sgemm_by": rates, "threads": threads}
+    except LinearSRError as exc:  # the rate is a report, not a reason to fail the diagnosis
+        measured = {"sgemm_gflops": None, "sgemm_by": {}, "threads": threads, "error": str(exc)}
     return {
         "device": device.to_dict(),
-        "rates": {"sgemm_gflops": max(rates.values()), "sgemm_by": rates, "threads": threads},
+        "rates": measured,
         "profile": None if profile is None else {**profile.__dict__, "targets": list(profile.targets)},
         "backends": backends,
         "recommended_target": target,
@@ -97,11 +102,14 @@ def _run(args: argparse.Namespace) -> int:
     print(f"device:   {d['name']} ({d['family']}, {d['arch']}, {d['cores']} cores, {mem})")
     print(f"cpu:      {d['cpu']}; ISA: {' '.join(d['isa']) or 'none detected'}")
     rates = data["rates"]
-    by = ", ".join(f"{name} {value:.1f}" for name, value in sorted(rates["sgemm_by"].items(), key=lambda kv: -kv[1]))
-    print(
-        f"limit:    SGEMM {rates['sgemm_gflops']:.1f} GFLOP/s (float32, {rates['threads']} threads; {by}; measured "
-        "once on this machine; linearsr-profile puts each component against the best)"
-    )
+    if rates["sgemm_gflops"] is None:
+        print(f"limit:    not measured: {rates['error']}")
+    else:
+        by = ", ".join(f"{n} {v:.1f}" for n, v in sorted(rates["sgemm_by"].items(), key=lambda kv: -kv[1]))
+        print(
+            f"limit:    SGEMM {rates['sgemm_gflops']:.1f} GFLOP/s (float32, {rates['threads']} threads; {by}; "
+            "measured once on this machine; linearsr-profile puts each component against the best)"
+        )
     for a in d["accelerators"]:
         print(f"          + {a['kind']}: {a['name']} via {a['backend']}")
     if p is not None:

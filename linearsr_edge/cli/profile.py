@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from linearsr_edge.cli.common import add_backend_flags, run_cli, version_string
-from linearsr_edge.errors import ConfigError
+from linearsr_edge.errors import ConfigError, LinearSRError
 from linearsr_edge.options import given_flags
 
 PROG = "linearsr-profile"
@@ -237,8 +237,11 @@ def _run(args: argparse.Namespace, backend_flags: list[str]) -> int:
         configs = [(runtime, base) for runtime in runtimes]
         reports = profile_many(configs, frame, args.runs, args.warmup, args.batch, bar.update)
         if not args.no_roofline:
-            for report, runtime in zip(reports, runtimes, strict=True):
-                add_roofline(report, runtime, base)
+            try:
+                for report, runtime in zip(reports, runtimes, strict=True):
+                    add_roofline(report, runtime, base)
+            except LinearSRError as exc:  # the timings stand without it
+                print(f"{PROG}: roofline left out: {exc}", file=sys.stderr)
     if args.plot is not None:
         plot_report(reports[0], args.plot)
     rows = compare_rows(reports, bundles) if len(reports) > 1 else None

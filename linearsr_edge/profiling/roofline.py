@@ -23,8 +23,9 @@ from pathlib import Path
 
 from linearsr_edge.cache import cache_root
 from linearsr_edge.config import ModelConfig
+from linearsr_edge.errors import LinearSRError
 from linearsr_edge.fileio import atomic_write_text
-from linearsr_edge.machine import machine_summary
+from linearsr_edge.machine import best_seconds, machine_summary
 
 TIME_FEATURES = 256  # TimestepEmbedding's sinusoidal width
 
@@ -61,19 +62,11 @@ def component_flops(
 
 def numpy_gflops(threads: int, n: int) -> float:
     """NumPy's float32 ``n x n`` product (its BLAS; threads from the environment the caller set): GFLOP/s, best of 5."""
-    import time
-
     import numpy as np
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # the BLAS threads start
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best_seconds(lambda: a @ b) / 1e9
 
 
 def probe_all(threads: int, n: int) -> dict[str, float]:
@@ -127,7 +120,8 @@ def sgemm_rates(threads: int, n: int = 1536, cache: Path | None = None, refresh:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"the SGEMM probe failed: {done.stderr.strip()[-300:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]  # the exception's own line
+        raise LinearSRError(f"the SGEMM probe failed: {last}")
     measured = {k: float(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
     known[key] = measured
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from linearsr_edge.profiling.roofline import _key, component_flops, expert_flops, sgemm_rate
+from linearsr_edge.profiling.roofline import _key, component_flops, expert_flops, sgemm_rate, sgemm_rates
 from tests.conftest import tiny_config
 
 torch = pytest.importorskip("torch")
@@ -70,3 +70,18 @@ def test_the_sgemm_rate_is_the_best_of_every_probe_measured_once_per_machine_and
     assert sgemm_rate(2, n=256, cache=tmp_path)[0] != 12345.0  # another thread count: measured
     assert len(json.loads((tmp_path / "gemm-rates.json").read_text())) == 2
     assert sgemm_rate(1, n=256, cache=tmp_path, refresh=True)[0] != 12345.0
+
+
+def test_a_failed_probe_is_a_typed_error_and_the_doctor_still_answers(tmp_path, monkeypatch, capsys):
+    from linearsr_edge.errors import LinearSRError
+
+    with pytest.raises(LinearSRError, match="the SGEMM probe failed: .*negative dimensions"):
+        sgemm_rates(1, n=-1, cache=tmp_path)  # the child cannot make a -1 x -1 matrix
+    assert not (tmp_path / "gemm-rates.json").exists()  # nothing cached from a failure
+
+    import linearsr_edge.profiling.roofline as roofline
+    from linearsr_edge.cli.doctor import main
+
+    monkeypatch.setattr(roofline, "sgemm_rates", lambda threads: sgemm_rates(threads, n=-1, cache=tmp_path))
+    assert main([]) == 0
+    assert "limit:    not measured: the SGEMM probe failed" in capsys.readouterr().out

@@ -18,6 +18,7 @@ import numpy as np
 from linearsr_edge.backends.onnx.options import OrtOptions, choose_providers
 from linearsr_edge.cache import cache_root
 from linearsr_edge.errors import BundleError
+from linearsr_edge.machine import best_seconds
 from linearsr_edge.pipeline.session import Backend, Binding, Feeds, Session
 from linearsr_edge.specs import ComponentSpec
 
@@ -51,9 +52,6 @@ def register_shared_arena() -> None:
 def gemm_gflops(threads: int, n: int) -> float:
     """ONNX Runtime's float32 ``n x n`` MatMul on the CPU with ``threads`` threads: GFLOP/s, best of 5 (the graph is
     built with the ``onnx`` package, which runtime-only installs lack: ImportError there)."""
-    import math
-    import time
-
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -71,13 +69,7 @@ def gemm_gflops(threads: int, n: int) -> float:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     x = rng.standard_normal((n, n), dtype=np.float32)
-    sess.run(None, {"a": x})
-    best = math.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        sess.run(None, {"a": x})
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best_seconds(lambda: sess.run(None, {"a": x})) / 1e9
 
 
 class ORTSession(Session):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from linearsr_edge.backends.openvino.options import OVOptions, device_base
 from linearsr_edge.backends.openvino.plan import HINT_TYPES, hint_mismatch
 from linearsr_edge.cache import cache_root
 from linearsr_edge.errors import BundleError, ConfigError
+from linearsr_edge.machine import best_seconds
 from linearsr_edge.pipeline.session import Backend, Binding, Feeds, Session
 from linearsr_edge.specs import ComponentSpec, SizePolicy
 
@@ -69,8 +69,6 @@ def compile_config(options: OVOptions) -> dict[str, Any]:
 
 def gemm_gflops(threads: int, n: int) -> float:
     """OpenVINO's float32 ``n x n`` matrix product on the CPU with ``threads`` threads: GFLOP/s, best of 5."""
-    import time
-
     import openvino as ov
     from openvino import opset13 as ops
 
@@ -80,13 +78,7 @@ def gemm_gflops(threads: int, n: int) -> float:
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
     request = core().compile_model(model, "CPU", config).create_infer_request()
     x = rng.standard_normal((n, n), dtype=np.float32)
-    request.infer({0: x})
-    best = math.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        request.infer({0: x})
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best_seconds(lambda: request.infer({0: x})) / 1e9
 
 
 _warned_hints: set[tuple[str, str, str]] = set()  # (device, asked, in force): said once per process
