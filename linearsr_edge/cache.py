@@ -8,9 +8,13 @@ on macOS, ``%LOCALAPPDATA%\\linearsr-edge\\Cache`` on Windows, ``$XDG_CACHE_HOME
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 VARIABLE = "LINEARSR_EDGE_CACHE"
 
@@ -26,3 +30,23 @@ def cache_root(part: str = "") -> Path:
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "linearsr-edge"
     return root / part if part else root
+
+
+_announced: set[Path] = set()
+_announce_lock = threading.Lock()
+
+
+def compiled_cache_dir(backend: str, folder: Path | None = None) -> Path:
+    """The folder ``backend`` caches compiled models in (``folder``, else the cache root's ``backend`` folder),
+    created if missing. The run that creates it says so at INFO, once per process: a first run is slower, and
+    the user learns where the disk space went and how to turn it off."""
+    path = Path(folder) if folder is not None else cache_root(backend)
+    with _announce_lock:
+        if path.is_dir() or path in _announced:
+            return path
+        path.mkdir(parents=True, exist_ok=True)
+        _announced.add(path)
+    log.info(
+        "first run here: caching %s's compiled models in %s (next starts are faster; --no-cache: off)", backend, path
+    )
+    return path

@@ -33,6 +33,8 @@ EncodeFn = Callable[[np.ndarray], np.ndarray]  # image [B, 3, H, W] -> latent [B
 DecodeFn = Callable[[np.ndarray], np.ndarray]  # latent -> image
 ExpertFn = Callable[[int, dict[str, np.ndarray]], np.ndarray]  # (k, {latent, lr_latent, sigma, cond}) -> velocity
 BindFn = Callable[[dict[str, np.ndarray]], AbstractContextManager[ExpertFn]]  # static inputs -> expert(k, rest)
+Shapes = dict[str, tuple[int, ...]]  # input name -> shape
+PrepareFn = Callable[[dict[str, list[Shapes]]], None]  # component name -> the input shapes a call will run
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,28 @@ class SRProcess:
     # binds the inputs that stay the same across a batch's steps (LR latent, tags) once: a context giving
     # ``expert(k, {latent, sigma})``; None: every step passes every input to ``expert``
     bind: BindFn | None = None
+    # told, before a call's first component runs, every component and input shape the call will run, so that a
+    # backend that compiles per shape compiles them all at once (side by side); None: nothing to prepare
+    prepare: PrepareFn | None = None
+
+    def shapes(self, plan: StepPlan, sizes: Sequence[tuple[int, int, int]], cond_len: int) -> dict[str, list[Shapes]]:
+        """What `upscale_batch` runs for groups of ``(images, height, width)`` input images: each component
+        (``encoder``, the experts ``plan`` uses, ``decoder``) with its input shapes."""
+        s, f, m = self.cfg.upscale, self.codec_factor, self.codec_factor * self.cfg.patch_size
+        c, d = self.cfg.latent_channels, self.cfg.cond_dim
+        wanted: dict[str, list[Shapes]] = {"encoder": []}
+        wanted.update({f"expert_{k}": [] for k, n in enumerate(plan.steps_per_expert(self.cfg.num_experts)) if n})
+        wanted["decoder"] = []
+        for n, h, w in sizes:
+            ph, pw = -(-h * s // m) * m, -(-w * s // m) * m
+            latent = (n, c, ph // f, pw // f)
+            wanted["encoder"].append({"image": (n, 3, ph, pw)})
+            wanted["decoder"].append({"latent": latent})
+            for name in wanted:
+                if name.startswith("expert_"):
+                    expert = {"latent": latent, "lr_latent": latent, "sigma": (n,), "cond": (n, cond_len, d)}
+                    wanted[name].append(expert)
+        return wanted
 
     def plan(self, opts: SampleOptions) -> StepPlan:
         steps = self.cfg.default_steps if opts.steps is None else opts.steps
@@ -137,7 +161,10 @@ class SRProcess:
         cond = self.cond(opts.tags) if cond is None else np.asarray(cond, np.float32)
         if cond.ndim != 2 or cond.shape[1] != self.cfg.cond_dim:
             raise ConfigError(f"cond must be [L, {self.cfg.cond_dim}], got {cond.shape}")
-        groups = [self._prepare(images, idx, seeds, float(plan.sigma[0])) for idx in self._batches(images)]
+        batches = self._batches(images)
+        if self.prepare is not None:
+            self.prepare(self.shapes(plan, [(len(b), *images[b[0]].shape[:2]) for b in batches], cond.shape[0]))
+        groups = [self._prepare(images, idx, seeds, float(plan.sigma[0])) for idx in batches]
 
         def velocity_for(expert: ExpertFn):
             def velocity(k: int, xt: np.ndarray, sigma: float) -> np.ndarray:

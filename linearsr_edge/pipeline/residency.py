@@ -143,6 +143,10 @@ class ResidentSessions:
         with self.lock:
             return list(self._open)
 
+    def open_sessions(self) -> dict[str, Session]:
+        with self.lock:
+            return dict(self._open)
+
     def sessions(self) -> list[Session]:
         with self.lock:
             return list(self._open.values())

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,7 +69,7 @@ class SRRuntime:
             max_batch = min(max_batch, self.sizes.max_batch)
         self.process = SRProcess(
             components.cfg, components.codec_factor, self._encode, self._decode, self._expert, components.tags,
-            max_batch=max_batch, bind=self._bind_experts,
+            max_batch=max_batch, bind=self._bind_experts, prepare=self._prepare,
         )  # fmt: skip
 
     @classmethod
@@ -158,6 +160,32 @@ class SRRuntime:
             batch = len(next(iter(feeds.values()))) if feeds else 0
             trace.append(ComponentCall(component, t0, t1 - t0, time.perf_counter() - t1, batch))
         return out
+
+    def _prepare(self, wanted: dict[str, list[dict[str, tuple[int, ...]]]]) -> None:
+        """Let the open sessions that compile per shape compile what the call will run, side by side (one thread
+        per core): OpenVINO's compiles release the GIL, and a cold start of the demo's six models spent most of
+        its time in them. Sessions the residency policy keeps closed open (and compile) when first run."""
+        with self._swap_guard():
+            resident = self._residents.open_sessions()
+            jobs = [(resident[n], s) for n, shapes in wanted.items() if n in resident for s in shapes]
+            jobs = [(session, s) for session, s in jobs if session.compiles]
+            if not jobs:
+                return
+
+            def prepare(job) -> None:
+                session, shapes = job
+                try:
+                    session.prepare(shapes)
+                except Exception as exc:  # the run that needs it meets the same failure, typed
+                    log.debug("preparing %s for %s failed: %s", session.spec.name, shapes, exc)
+
+            workers = min(len(jobs), os.cpu_count() or 1)
+            if workers == 1:
+                for job in jobs:
+                    prepare(job)
+                return
+            with ThreadPoolExecutor(workers, thread_name_prefix="linearsr-compile") as pool:
+                list(pool.map(prepare, jobs))
 
     @contextlib.contextmanager
     def _bind_experts(self, static: Feeds) -> Iterator[Callable[[int, Feeds], np.ndarray]]:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -49,6 +50,30 @@ class BackendOptions:
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer or None, got {self.threads!r}")
+
+
+@dataclass(frozen=True)
+class CachingOptions(BackendOptions):
+    """Options of a backend that compiles each model for this device (OpenVINO, ONNX Runtime, Core ML): the
+    compiled models are cached by default, so that the next process starts warm."""
+
+    cache: bool = flag(True, "--no-cache", "do not cache compiled models (every run compiles anew)", invert=True)
+    cache_dir: Path | None = flag(
+        None,
+        "--cache-dir",
+        "folder of the compiled-model cache (default: the backend's folder under the cache root, "
+        "$LINEARSR_EDGE_CACHE or ~/.cache/linearsr-edge)",
+        type=Path,
+    )
+
+    def compiled_cache(self, backend: str) -> Path | None:
+        """The folder this backend caches its compiled models in (None: ``cache`` is off); said once per
+        process, at INFO, when this run creates it."""
+        if not self.cache:
+            return None
+        from linearsr_edge.cache import compiled_cache_dir
+
+        return compiled_cache_dir(backend, self.cache_dir)
 
 
 def shapes_of(feeds: Feeds) -> str:
@@ -117,6 +142,13 @@ class Session(abc.ABC):
 
     def _bind(self, static: Feeds) -> Binding:
         return Binding(self, static)
+
+    # whether `prepare` does work (compiles): the runtime then prepares its sessions side by side
+    compiles: bool = False
+
+    def prepare(self, shapes: dict[str, tuple[int, ...]]) -> None:  # noqa: B027  (most need nothing)
+        """Get ready to run inputs of these shapes before the first run does (OpenVINO compiles its static model
+        for them). Runs under the session's lock; a failure is left to the run that meets it."""
 
     def _timed(self, call: Callable[[Feeds], Feeds], feeds: Feeds, named: Feeds | None = None) -> Feeds:
         """``call(feeds)`` under the session's lock (unless thread safe), timed, its failures typed (naming the

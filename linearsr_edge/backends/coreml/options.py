@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from linearsr_edge.backends.coreml.plan import DEPLOYMENT_TARGETS, SHAPE_MODES
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.options import flag
-from linearsr_edge.pipeline.session import BackendOptions
+from linearsr_edge.pipeline.session import CachingOptions
 from linearsr_edge.specs import parse_resolution
 
 
@@ -110,20 +109,16 @@ PLATFORM_NOTE = (
 
 
 @dataclass(frozen=True)
-class CoreMLRuntimeOptions(BackendOptions):
-    """Core ML session options. Core ML schedules its own threads: ``threads`` is refused."""
+class CoreMLRuntimeOptions(CachingOptions):
+    """Core ML session options. Core ML schedules its own threads: ``threads`` is refused. Each package is
+    compiled once (``.mlmodelc``) into the compiled-model cache (``~/Library/Caches/linearsr-edge/coreml`` by
+    default); with ``cache`` off, into a folder that goes with the runtime."""
 
     compute_units: str = flag(
         "ALL",
         "--compute-units",
         "Core ML compute units: ALL (default), CPU_AND_NE (Neural Engine), CPU_AND_GPU, CPU_ONLY",
         choices=COMPUTE_UNITS,
-    )
-    cache_dir: Path | None = flag(
-        None,
-        "--coreml-cache-dir",
-        "folder of compiled models (.mlmodelc); default ~/Library/Caches/linearsr-edge/coreml",
-        type=Path,
     )
 
     def __post_init__(self) -> None:

@@ -29,7 +29,6 @@ import numpy as np
 from linearsr_edge.backends.coreml.adapter import CoreML
 from linearsr_edge.backends.coreml.options import CoreMLRuntimeOptions
 from linearsr_edge.backends.coreml.plan import ShapePlan, plan_rows
-from linearsr_edge.cache import cache_root
 from linearsr_edge.errors import BundleError
 from linearsr_edge.pipeline.session import Backend, Feeds, Session
 from linearsr_edge.specs import ComponentSpec
@@ -125,12 +124,26 @@ class CoreMLBackend(Backend):
     def __init__(self, bundle: Bundle, options: CoreMLRuntimeOptions) -> None:
         super().__init__(bundle, options)
         self.coreml = type(self).adapter()
+        self._scratch: tempfile.TemporaryDirectory | None = None  # compiled models when the cache is off
+
+    def _compiled_dir(self) -> Path:
+        folder = self.options.compiled_cache("coreml")
+        if folder is not None:
+            return folder
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="linearsr-coreml-")
+        return Path(self._scratch.name)
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     def open(self, component: str) -> Session:
         package = self.bundle.file(component)
         if not package.is_dir():
             raise BundleError(f"Core ML package {package} is missing")
         key = cache_key(package_files(self.bundle, package.name), self.coreml.version())
-        compiled = compiled_model(self.coreml, package, key, self.options.cache_dir or cache_root("coreml"))
+        compiled = compiled_model(self.coreml, package, key, self._compiled_dir())
         plan = plan_of(self.bundle, component)
         return CoreMLSession(self.coreml, self.specs[component], compiled, plan, self.options.compute_units)

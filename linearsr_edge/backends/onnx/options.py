@@ -7,7 +7,7 @@ from typing import Any
 
 from linearsr_edge.errors import BundleError, ConfigError
 from linearsr_edge.options import flag
-from linearsr_edge.pipeline.session import BackendOptions
+from linearsr_edge.pipeline.session import CachingOptions
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ PROVIDER_ORDER = (
 
 
 @dataclass(frozen=True)
-class OrtOptions(BackendOptions):
-    """ONNX Runtime session options."""
+class OrtOptions(CachingOptions):
+    """ONNX Runtime session options; a CPU session's optimized graph is cached unless ``cache`` is off."""
 
     # execution providers in priority order (None: the best installed); "tensorrt", "cuda", "cpu" ... or full names
     providers: tuple[str, ...] | None = flag(

@@ -7,7 +7,10 @@ that stay the same across a sampler's steps in an IO binding.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +21,7 @@ import numpy as np
 from linearsr_edge.backends.onnx.options import OrtOptions, choose_providers
 from linearsr_edge.cache import cache_root
 from linearsr_edge.errors import BundleError
-from linearsr_edge.machine import best_seconds
+from linearsr_edge.machine import best_seconds, machine_summary
 from linearsr_edge.pipeline.session import Backend, Binding, Feeds, Session
 from linearsr_edge.specs import ComponentSpec
 
@@ -72,11 +75,30 @@ def gemm_gflops(threads: int, n: int) -> float:
     return 2 * n**3 / best_seconds(lambda: sess.run(None, {"a": x})) / 1e9
 
 
+CACHE_MAX_BYTES = 1 << 30  # larger graphs are not cached (one protobuf file holds at most 2 GiB)
+
+
+def optimized_path(folder: Path, path: Path, digest: str, options: OrtOptions, version: str) -> Path:
+    """Where the optimized graph of ``path`` (sha256 ``digest``) is cached: keyed by the graph, ONNX Runtime's
+    version, this CPU (level-ALL graphs hold layout transforms for its ISA) and the session config entries, which
+    can change what the optimizer does (``session.disable_quant_qdq``)."""
+    machine = {k: v for k, v in machine_summary().items() if k in ("cpu", "isa", "arch", "isa_cap")}
+    key = {"graph": digest, "ort": version, "machine": machine, "config": options.session_config}
+    text = json.dumps(key, sort_keys=True)
+    return folder / f"{path.stem}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.onnx"
+
+
 class ORTSession(Session):
+    """One ONNX graph on ONNX Runtime. With ``digest`` (the graph's sha256) and the cache on, a CPU session's
+    optimized graph is written to the compiled-model cache by the first process and read by the next ones with
+    the optimizer off (`optimized_path`)."""
+
     backend = "onnxruntime"
     thread_safe = True  # InferenceSession.run is safe to call from several threads
 
-    def __init__(self, path: Path, spec: ComponentSpec, options: OrtOptions | None = None) -> None:
+    def __init__(
+        self, path: Path, spec: ComponentSpec, options: OrtOptions | None = None, digest: str | None = None
+    ) -> None:
         import onnxruntime as ort
 
         super().__init__(spec)
@@ -99,14 +121,48 @@ class ORTSession(Session):
             so.add_session_config_entry(key, str(value))
         providers = choose_providers(ort.get_available_providers(), options.providers)
         with_opts = [(p, options.provider_options.get(p, {})) for p in providers]
-        try:
-            self._sess = ort.InferenceSession(str(path), sess_options=so, providers=with_opts)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
-            raise BundleError(f"ONNX Runtime cannot load {path.name}: {exc}") from None
+        folder = options.compiled_cache("onnxruntime") if digest and providers == ["CPUExecutionProvider"] else None
+        self.cached: Path | None = None  # the optimized graph this session was read from, or written to
+        if folder is not None and path.is_file() and path.stat().st_size <= CACHE_MAX_BYTES:
+            self.cached = optimized_path(folder, path, digest, options, ort.__version__)
+            self._sess = self._from_cache(ort, so, with_opts)
+            if self._sess is not None:
+                path = self.cached
+        if self._sess is None:
+            tmp = None
+            if self.cached is not None:  # written beside its final name, renamed once the session is made
+                tmp = self.cached.with_name(f".{self.cached.name}.{os.getpid()}.{threading.get_ident()}")
+                so.optimized_model_filepath = str(tmp)
+            try:
+                self._sess = ort.InferenceSession(str(path), sess_options=so, providers=with_opts)
+            except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+                raise BundleError(f"ONNX Runtime cannot load {path.name}: {exc}") from None
+            finally:
+                if tmp is not None and tmp.is_file() and self._sess is not None:
+                    os.replace(tmp, self.cached)
+                elif tmp is not None:
+                    tmp.unlink(missing_ok=True)
         self.providers = self._sess.get_providers()
         self.session_config = dict(options.session_config)
         self.spinning = options.spinning or options.session_config.get("session.intra_op.allow_spinning") == "1"
         self._outputs = [o.name for o in self._sess.get_outputs()]
+
+    _sess = None
+
+    def _from_cache(self, ort, so, providers):
+        """A session of the cached optimized graph (optimizer off: it ran when the graph was written), or None when
+        there is none; an unreadable one is removed."""
+        if not self.cached.is_file():
+            return None
+        level = so.graph_optimization_level
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(self.cached), sess_options=so, providers=providers)
+        except Exception as exc:  # a truncated or foreign file: written anew below
+            log.warning("ignoring the unreadable cached graph %s (%s)", self.cached, str(exc).splitlines()[0])
+            self.cached.unlink(missing_ok=True)
+            so.graph_optimization_level = level
+            return None
 
     def _run(self, feeds: Feeds) -> Feeds:
         return dict(zip(self._outputs, self._sess.run(self._outputs, feeds), strict=True))
@@ -193,4 +249,6 @@ class OrtBackend(Backend):
     def open(self, component: str) -> Session:
         spec = self.specs[component]
         options = with_tensorrt_profiles(self.options, spec, cache_root("ort-trt") / self.bundle.path.name)
-        return ORTSession(self.bundle.file(component), spec, options)
+        files = self.bundle.manifest.components[component].files
+        digest = self.bundle.manifest.files.get(files[0]) if len(files) == 1 else None  # no external data
+        return ORTSession(self.bundle.file(component), spec, options, digest=digest)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from linearsr_edge.errors import ConfigError
 from linearsr_edge.options import flag
-from linearsr_edge.pipeline.session import BackendOptions
+from linearsr_edge.pipeline.session import CachingOptions
 from linearsr_edge.specs import parse_resolution
 
 
@@ -65,8 +64,8 @@ STATIC_ONLY_DEVICES = ("NPU",)  # compile static shapes only
 
 
 @dataclass(frozen=True)
-class OVOptions(BackendOptions):
-    """OpenVINO session options."""
+class OVOptions(CachingOptions):
+    """OpenVINO session options; compiled models are cached (OpenVINO's ``CACHE_DIR``) unless ``cache`` is off."""
 
     device: str = flag("CPU", "--device", "OpenVINO device: CPU, GPU, NPU, AUTO (or GPU.1, AUTO:GPU,CPU)")
     # None: f32 on CPU and AUTO, f16 on GPU and NPU; always passed to OpenVINO explicitly
@@ -76,12 +75,6 @@ class OVOptions(BackendOptions):
         "inference precision: f32 (default on CPU, as verified), bf16 (fast on AVX512-BF16/AMX), f16",
         choices=HINTS,
     )
-    # compiled models are cached (OpenVINO's CACHE_DIR) under the cache root's "openvino" folder unless this
-    # names another, or `cache` is off
-    cache_dir: Path | None = flag(
-        None, "--cache-dir", "folder for OpenVINO's compiled-model cache (default: the cache root's)", type=Path
-    )
-    cache: bool = flag(True, "--no-cache", "do not cache compiled models", invert=True)
     static_shapes: bool = flag(
         True, "--dynamic-shapes", "compile one dynamic model instead of one static model per input size", invert=True
     )

@@ -23,7 +23,6 @@ import numpy as np
 
 from linearsr_edge.backends.openvino.options import OVOptions, device_base
 from linearsr_edge.backends.openvino.plan import HINT_TYPES, hint_mismatch
-from linearsr_edge.cache import cache_root
 from linearsr_edge.errors import BundleError, ConfigError
 from linearsr_edge.machine import best_seconds
 from linearsr_edge.pipeline.session import Backend, Binding, Feeds, Session
@@ -62,8 +61,9 @@ def compile_config(options: OVOptions) -> dict[str, Any]:
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": options.hint, "PERFORMANCE_HINT": "LATENCY"}
     if options.threads and device_base(options.device) in ("CPU", "AUTO"):
         config["INFERENCE_NUM_THREADS"] = options.threads
-    if options.cache:
-        config["CACHE_DIR"] = str(options.cache_dir or cache_root("openvino"))
+    cache = options.compiled_cache("openvino")
+    if cache is not None:
+        config["CACHE_DIR"] = str(cache)
     return config
 
 
@@ -132,15 +132,26 @@ class OVSession(Session):
                     log.warning("%s", why)
         return compiled.create_infer_request()
 
+    compiles = True
+
+    def prepare(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Compile the static model of these input shapes now (the runtime compiles its components side by side)."""
+        if self.options.static_shapes and set(shapes) >= set(self.spec.input_names):
+            with self._lock:
+                self._request_for({n: tuple(shapes[n]) for n in self.spec.input_names})
+
     def _request(self, feeds: dict[str, np.ndarray]):
+        return self._request_for({n: feeds[n].shape for n in self.spec.input_names})
+
+    def _request_for(self, shapes: dict[str, tuple[int, ...]]):
         if not self.options.static_shapes:
             return self._compiled[()]
-        key = tuple(feeds[n].shape for n in self.spec.input_names)
+        key = tuple(tuple(shapes[n]) for n in self.spec.input_names)
         if key in self._compiled:
             self._compiled.move_to_end(key)
             return self._compiled[key]
         model = self._model.clone()
-        model.reshape({n: list(feeds[n].shape) for n in self.spec.input_names})
+        model.reshape({n: list(shapes[n]) for n in self.spec.input_names})
         request = self._compile(model)
         self._compiled[key] = request
         while len(self._compiled) > self.options.max_shapes:

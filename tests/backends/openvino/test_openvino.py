@@ -487,3 +487,33 @@ def test_every_ir_says_what_it_is_in_its_rt_info(tiny_bundles):
     decoder = ov.Core().read_model(str(bundle.file("decoder")))
     assert decoder.get_rt_info(["linearsr", "component"]).astype(str) == "decoder"
     assert not decoder.has_rt_info(["linearsr", "band"])  # only experts have a band
+
+
+def test_a_call_compiles_its_shapes_side_by_side_before_it_runs(tiny_bundles):
+    """Before a call runs, the runtime tells each resident session the shapes it will run (`SRProcess.shapes`)
+    and OpenVINO compiles them in parallel: a wrong prediction would leave a second compiled shape per session
+    (the one prepared and the one run), and unused experts would compile for nothing."""
+    from linearsr_edge.pipeline.process import SampleOptions
+
+    bundle = tiny_bundles("ov-fp32").bundle
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (12, 16, 3), dtype=np.uint8) for _ in range(2)]
+    images.append(rng.integers(0, 256, (20, 8, 3), dtype=np.uint8))
+    with SRRuntime.load(bundle.path, residency="all", options=OVOptions(threads=2, cache=False)) as rt:
+        prepared = []
+        original = rt.process.prepare
+        rt.process.prepare = lambda wanted: (prepared.append(wanted), original(wanted))
+        opts = SampleOptions(steps=2, tags=("portrait",) if rt.process.tags else ())
+        plan = rt.process.plan(opts)
+        used = {f"expert_{k}" for k, n in enumerate(plan.steps_per_expert(rt.cfg.num_experts)) if n}
+        assert len(used) < rt.cfg.num_experts  # the check below sees experts left out
+        sessions = rt._residents.open_sessions()
+        rt.upscale_batch(images, opts)
+        assert len(prepared) == 1 and set(prepared[0]) == {"encoder", "decoder", *used}
+        for name, session in sessions.items():
+            compiled = set(session._compiled)
+            if name.startswith("expert_") and name not in used:
+                assert compiled == set()
+            else:  # two sizes: the pair shares a batch of 2, the third image runs alone
+                want = {tuple(tuple(s[n]) for n in session.spec.input_names) for s in prepared[0][name]}
+                assert compiled == want and len(want) == 2
