@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from linearsr_edge.cli.common import run_cli, version_string
+from linearsr_edge.errors import ConfigError
+from linearsr_edge.options import positive_int
 
 PROG = "linearsr-doctor"
+MEASURE_SIZE, MEASURE_REPEATS = 128, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,15 +25,39 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=version_string(PROG))
     ap.add_argument("--profile", type=Path, help="your own profile JSON: overrides any field of the matched one")
     ap.add_argument("--json", action="store_true", help="print the same as JSON")
+    m = ap.add_argument_group("choosing the target by measurement")
+    m.add_argument(
+        "--measure",
+        action="store_true",
+        help="export each target of this device's profile (the demo model, or --checkpoint), check its golden set "
+        "here, time it, and pick the fastest that passes; the answer is cached for this machine and "
+        "`linearsr-export --target auto` uses it (minutes: every target exports once, then is reused)",
+    )
+    m.add_argument("--checkpoint", type=Path, help="--measure: your model folder instead of the demo model")
+    m.add_argument(
+        "--size", type=positive_int, help=f"--measure: the input photo's side in pixels (default {MEASURE_SIZE})"
+    )
+    m.add_argument(
+        "--repeats", type=positive_int, help=f"--measure: timed upscales per target (default {MEASURE_REPEATS})"
+    )
     return ap
 
 
-def recommend(profile) -> tuple[str | None, str]:
-    """The profile's first target that this install can export, and why."""
+def recommend(profile, measured=None) -> tuple[str | None, str]:
+    """The target to export here, and why: the one measured on this machine (``measured``, a `MeasuredChoice`)
+    when it can be exported, else the profile's first target that this install can export."""
     from linearsr_edge.registry import wrong_platform
     from linearsr_edge.targets import all_targets
 
     targets = {t.name: t for t in all_targets()}
+    chosen = None if measured is None else targets.get(measured.chosen or "")
+    if chosen is not None and chosen.available:
+        fast = next(c for c in measured.candidates if c.target == chosen.name)
+        h, w = measured.size
+        return chosen.name, (
+            f"measured on this machine ({measured.measured_at}): the fastest target that passes its golden set here, "
+            f"{fast.frame_seconds:.3f} s per {w}x{h} frame (linearsr-doctor --measure to measure again)"
+        )
     skipped = []
     for name in profile.targets:
         target = targets.get(name)
@@ -67,7 +94,13 @@ def report(profile_file: Path | None = None) -> dict[str, Any]:
                 "unavailable": unavailable_reason(b),
             }
         )
-    target, why = recommend(profile) if profile is not None else (None, "no device profile matches this device")
+    from linearsr_edge.profiling.choice import cached_choice
+
+    choice = cached_choice()
+    if profile is None:
+        target, why = None, "no device profile matches this device"
+    else:
+        target, why = recommend(profile, choice)
     from linearsr_edge.errors import LinearSRError
     from linearsr_edge.profiling.roofline import sgemm_rates
 
@@ -84,6 +117,7 @@ def report(profile_file: Path | None = None) -> dict[str, Any]:
         "backends": backends,
         "recommended_target": target,
         "reason": why,
+        "measured_choice": None if choice is None else choice.to_dict(),
     }
 
 
@@ -92,7 +126,33 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _run(args), PROG)
 
 
+def _measure(args: argparse.Namespace) -> None:
+    from linearsr_edge.devices import detect
+    from linearsr_edge.devices.profiles import load_profile, match_profile
+    from linearsr_edge.profiling.choice import run_measurement
+
+    profile = match_profile(detect())
+    if args.profile is not None:
+        profile = load_profile(args.profile, base=profile)
+    if profile is None:
+        raise ConfigError("--measure: no device profile matches this device; give one with --profile")
+    if args.checkpoint is not None and not args.checkpoint.is_dir():
+        raise ConfigError(f"--checkpoint {args.checkpoint} is not a model folder")
+    size, repeats = args.size or MEASURE_SIZE, args.repeats or MEASURE_REPEATS
+    choice, path = run_measurement(profile, args.checkpoint, size, repeats, progress=not args.json)
+    if not args.json:
+        print(
+            f"measured {' > '.join(profile.targets)} ({profile.name}) on {choice.model}, {size}x{size} photo, "
+            f"{choice.threads} threads:\n{choice.table()}"
+        )
+        print(f"chosen:   {choice.chosen or 'none passed'} (saved as {path}; linearsr-export --target auto uses it)\n")
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.measure:
+        _measure(args)
+    elif args.checkpoint is not None or args.size is not None or args.repeats is not None:
+        raise ConfigError("--checkpoint, --size and --repeats apply to --measure")
     data = report(args.profile)
     if args.json:
         print(json.dumps(data, indent=2, default=str))

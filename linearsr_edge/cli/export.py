@@ -57,7 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         required=True,
         metavar="NAME",
-        help="export target (see the list below), or auto: this device's best",
+        help="export target (see the list below), or auto: this device's best (the target measured fastest here "
+        "by linearsr-doctor --measure, else the device profile's first)",
+    )
+    ap.add_argument(
+        "--measure",
+        action="store_true",
+        help="with --target auto: first export each target of the device profile (this --checkpoint, default "
+        "export profile), check its golden set here, time it on a 128x128 photo, and export the fastest that "
+        "passes; the answer is cached for this machine (minutes)",
     )
     ap.add_argument("--checkpoint", type=Path, help="a LinearSR model folder (default: the bundled demo model)")
     ap.add_argument("--out", type=Path, help="bundle folder to create (default: bundles/<target>)")
@@ -119,19 +127,28 @@ def accepted_flags(target: TargetInfo) -> list[str]:
     return flags + flags_of(target.options)
 
 
-def auto_target() -> str:
-    """``--target auto``: the device profile's first target that this install can export; logs why."""
+def auto_target(measure: bool = False, checkpoint: Path | None = None, progress: bool = True) -> str:
+    """``--target auto``: the target measured fastest on this machine (measured now with ``measure``, else the
+    cached answer), else the device profile's first target that this install can export; logs why."""
     import logging
 
     from linearsr_edge.cli.doctor import recommend
     from linearsr_edge.devices import detect
     from linearsr_edge.devices.profiles import match_profile
+    from linearsr_edge.profiling.choice import cached_choice, run_measurement
 
     device = detect()
     profile = match_profile(device)
     if profile is None:
         raise ConfigError(f"--target auto: no device profile matches {device.name} ({device.arch}); name a target")
-    name, why = recommend(profile)
+    if measure:
+        choice, path = run_measurement(profile, checkpoint, progress=progress)
+        print(f"{choice.table()}\nmeasured here (saved as {path})")
+        if choice.chosen is None:
+            raise ConfigError("--measure: no target passed its golden set here; see the table above")
+    else:
+        choice = cached_choice()
+    name, why = recommend(profile, choice)
     if name is None:
         raise ConfigError(f"--target auto: {why}")
     isa = f" ({', '.join(device.isa)})" if device.isa else ""
@@ -173,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     profile = profile_from_args(args)
-    target = get_target(auto_target() if args.target == "auto" else args.target)
+    if args.measure and args.target != "auto":
+        raise ConfigError("--measure chooses the target: use it with --target auto")
+    auto = args.target == "auto"
+    target = get_target(auto_target(args.measure, args.checkpoint, not args.quiet) if auto else args.target)
     check_flags(parser, args, target)
     out = args.out or Path("bundles") / target.name
     from linearsr_edge.bundle import check_destination
