@@ -102,12 +102,20 @@ def report(profile_file: Path | None = None) -> dict[str, Any]:
     else:
         target, why = recommend(profile, choice)
     from linearsr_edge.errors import LinearSRError
-    from linearsr_edge.profiling.roofline import sgemm_rates
+    from linearsr_edge.profiling.roofline import INT8, sgemm_rates
 
     threads = device.cores or 1
     try:
         rates = sgemm_rates(threads)
-        measured = {"sgemm_gflops": max(rates.values()), "sgemm_by": rates, "threads": threads}
+        fp32 = {k: v for k, v in rates.items() if not k.startswith(INT8)}
+        int8 = {k[len(INT8) :]: v for k, v in rates.items() if k.startswith(INT8)}
+        measured = {
+            "sgemm_gflops": max(fp32.values()),
+            "sgemm_by": fp32,
+            "int8_gops": max(int8.values(), default=None),
+            "int8_by": int8,
+            "threads": threads,
+        }
     except LinearSRError as exc:  # the rate is a report, not a reason to fail the diagnosis
         measured = {"sgemm_gflops": None, "sgemm_by": {}, "threads": threads, "error": str(exc)}
     return {
@@ -139,6 +147,10 @@ def _measure(args: argparse.Namespace) -> None:
     if args.checkpoint is not None and not args.checkpoint.is_dir():
         raise ConfigError(f"--checkpoint {args.checkpoint} is not a model folder")
     size, repeats = args.size or MEASURE_SIZE, args.repeats or MEASURE_REPEATS
+    import linearsr_edge.build  # noqa: F401  (PyTorch: imported first, so that its log setup is silenced after)
+    from linearsr_edge.cli.common import quiet_third_party
+
+    quiet_third_party()
     choice, path = run_measurement(profile, args.checkpoint, size, repeats, progress=not args.json)
     if not args.json:
         print(
@@ -170,6 +182,9 @@ def _run(args: argparse.Namespace) -> int:
             f"limit:    SGEMM {rates['sgemm_gflops']:.1f} GFLOP/s (float32, {rates['threads']} threads; {by}; "
             "measured once on this machine; linearsr-profile puts each component against the best)"
         )
+        if rates.get("int8_gops"):
+            by = ", ".join(f"{n} {v:.1f}" for n, v in sorted(rates["int8_by"].items(), key=lambda kv: -kv[1]))
+            print(f"          INT8 {rates['int8_gops']:.1f} GOP/s (uint8 x int8; {by}): INT8 bundles' experts' limit")
     for a in d["accelerators"]:
         print(f"          + {a['kind']}: {a['name']} via {a['backend']}")
     if p is not None:

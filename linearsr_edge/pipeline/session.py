@@ -266,6 +266,8 @@ class BackendInfo:
     # "module:function(threads, n) -> GFLOP/s": this backend's float32 n x n matrix product rate with ``threads``
     # threads, for linearsr-profile's roofline (the limit is the best rate of any installed backend and NumPy)
     gemm_probe: str = ""
+    # the same for its INT8 product (uint8 x int8 as its quantized MatMuls run), GOP/s: INT8 bundles' limit
+    int8_gemm_probe: str = ""
 
     @property
     def available(self) -> bool:

@@ -3,7 +3,7 @@
 
 Each candidate target of the device profile is exported (or an existing bundle of it taken), loaded on its
 backend, checked against its golden set on this machine (`run_golden`), and timed: the warm per-frame time of
-an upscale, plus what the first frame cost from a cold compiled-model cache. `choose` takes the fastest that
+an upscale, plus what the first frame cost from a cold compiled-model cache. `fastest_passing` takes the fastest that
 passed; a target that failed its golden set, could not be exported or is not installed is never chosen, however
 fast it ran. The answer is cached per machine fingerprint (`MeasuredChoice`, under the cache root's ``measure``
 folder); ``--target auto`` without ``--measure`` reads it, else falls back to the profile's static order.
@@ -56,7 +56,7 @@ class Candidate:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
 
-def choose(candidates: Sequence[Candidate]) -> str | None:
+def fastest_passing(candidates: Sequence[Candidate]) -> str | None:
     """The fastest candidate (warm frame time) whose golden set passed; None when none did."""
     passed = [c for c in candidates if c.status == "passed" and c.frame_seconds is not None]
     return min(passed, key=lambda c: c.frame_seconds).target if passed else None
@@ -228,7 +228,7 @@ def measured_choice(
         size=size,
         threads=threads,
         candidates=tuple(candidates),
-        chosen=choose(candidates),
+        chosen=fastest_passing(candidates),
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         profile=profile,
     )

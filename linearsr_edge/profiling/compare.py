@@ -19,15 +19,17 @@ def gate_psnr(bundle: Bundle) -> float | None:
     return None
 
 
-def expert_rate(report: ProfileReport) -> tuple[float, float] | None:
-    """(GFLOP/s, share of the SGEMM rate) over every expert call of an image; None without a roofline."""
+def expert_rate(report: ProfileReport) -> tuple[float, float, float] | None:
+    """(GFLOP/s, share of the SGEMM rate, share of the experts' own limit: the INT8 rate for an INT8 bundle) over
+    every expert call of an image; None without a roofline."""
     roof = report.roofline.get("components", {})
     counted = [(roof[n]["gflop"], c) for n, c in report.components.items() if n.startswith("expert_") and n in roof]
     if not counted or any(g is None for g, _ in counted):
         return None
     ms = sum(c["ms_per_image"] for _, c in counted)
     gflops = sum(g * c["calls_per_image"] for g, c in counted) / (ms * 1e-3)
-    return gflops, gflops / report.roofline["sgemm_gflops"]
+    limit = report.roofline.get("int8_gops") or report.roofline["sgemm_gflops"]
+    return gflops, gflops / report.roofline["sgemm_gflops"], gflops / limit
 
 
 def compare_rows(reports: Sequence[ProfileReport], bundles: Sequence[Bundle]) -> list[dict[str, Any]]:
@@ -46,11 +48,16 @@ def compare_rows(reports: Sequence[ProfileReport], bundles: Sequence[Bundle]) ->
             "p50_ms": r.image["p50_ms"],
             "p95_ms": r.image["p95_ms"],
             "speedup": base / r.image["p50_ms"],
-            "expert_gflops": None if expert_rate(r) is None else expert_rate(r)[0],
-            "expert_share_of_sgemm": None if expert_rate(r) is None else expert_rate(r)[1],
+            **roof_columns(r),
         }
         for r, b in zip(reports, bundles, strict=True)
     ]
+
+
+def roof_columns(report: ProfileReport) -> dict[str, float | None]:
+    rate = expert_rate(report)
+    names = ("expert_gflops", "expert_share_of_sgemm", "expert_share_of_limit")
+    return dict(zip(names, rate if rate is not None else (None, None, None), strict=True))
 
 
 def format_compare(rows: Sequence[dict[str, Any]]) -> str:
@@ -58,8 +65,8 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
     roof = any(r.get("expert_gflops") is not None for r in rows)
     lines = [
         "| bundle | target | backend | size MiB | PSNR vs FP32 (gates) | p50 ms | p95 ms | speed-up |"
-        + (" experts GFLOP/s | of SGEMM |" if roof else ""),
-        "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if roof else ""),
+        + (" experts GFLOP/s | of SGEMM | of limit |" if roof else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if roof else ""),
     ]
     for r in rows:
         q = r["psnr_vs_fp32_db"]
@@ -69,7 +76,7 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
             f"| {r['p95_ms']:.1f} | {r['speedup']:.2f}x |"
         )
         if roof:
-            g, share = r.get("expert_gflops"), r.get("expert_share_of_sgemm")
-            line += " n/a | n/a |" if g is None else f" {g:.1f} | {100 * share:.1f}% |"
+            g, share, own = (r.get(k) for k in ("expert_gflops", "expert_share_of_sgemm", "expert_share_of_limit"))
+            line += " n/a | n/a | n/a |" if g is None else f" {g:.1f} | {100 * share:.1f}% | {100 * own:.1f}% |"
         lines.append(line)
     return "\n".join(lines)

@@ -125,9 +125,15 @@ class ProfileReport:
     def _limit_line(self) -> str:
         r = self.roofline
         rows = f"{r['cond_len']} tag row" + ("s" if r["cond_len"] != 1 else "")
+        int8 = (
+            f"; the experts' limit: INT8 {r['int8_gops']:.1f} GOP/s ({r['int8_by']}'s uint8 x int8 product)"
+            if r.get("int8_gops")
+            else ""
+        )
         return (
             f"limit: SGEMM {r['sgemm_gflops']:.1f} GFLOP/s with {r['threads']} threads (float32, {r['sgemm_by']}'s, "
-            f"the best measured on this machine); experts at a {r['latent_hw'][1]}x{r['latent_hw'][0]} latent, {rows}"
+            f"the best measured on this machine){int8}; experts at a {r['latent_hw'][1]}x{r['latent_hw'][0]} latent, "
+            f"{rows}"
         )
 
     def table(self) -> str:
@@ -141,7 +147,7 @@ class ProfileReport:
         ]
         roof = self.roofline.get("components", {})
         if roof:
-            lines[-1] += f" {'GFLOP/call':>10} {'GFLOP/s':>8} {'of SGEMM':>8}"
+            lines[-1] += f" {'GFLOP/call':>10} {'GFLOP/s':>8} {'of limit':>8}"
         for name, c in self.components.items():
             line = (
                 f"{name:<12} {c['calls_per_image']:>9.2f} {c['p50_ms']:>9.2f} {c['p95_ms']:>9.2f} "
@@ -249,12 +255,17 @@ def profile_many(
 
 def add_roofline(report: ProfileReport, runtime, opts: SampleOptions | None = None, sgemm_gflops: float | None = None):
     """Fill ``report.roofline``: each component's FLOPs per call at the profiled size (`roofline.component_flops`),
-    the GFLOP/s its p50 achieves, and that as a share of this machine's SGEMM rate with the same threads."""
-    from linearsr_edge.profiling.roofline import component_flops, sgemm_rate
+    the GFLOP/s its p50 achieves, and that as a share of this machine's SGEMM rate with the same threads, and of
+    its own limit: the INT8 product rate for the experts of an INT8 bundle, else the SGEMM rate."""
+    from linearsr_edge.precision import Precision
+    from linearsr_edge.profiling.roofline import component_flops, int8_rate, sgemm_rate
 
     opts = opts or SampleOptions()
     threads = report.settings.get("threads") or os.cpu_count() or 1
     rate, by = (sgemm_gflops, "given") if sgemm_gflops is not None else sgemm_rate(threads)
+    int8 = None
+    if runtime.bundle is not None and runtime.bundle.precision == Precision.INT8 and sgemm_gflops is None:
+        int8 = int8_rate(threads)
     factor, s = runtime.process.codec_factor, runtime.cfg.upscale
     latent = (report.input_hw[0] * s // factor, report.input_hw[1] * s // factor)
     cond_len = int(runtime.process.cond(opts.tags).shape[0])
@@ -264,14 +275,19 @@ def add_roofline(report: ProfileReport, runtime, opts: SampleOptions | None = No
         kind = runtime.spec(name).kind
         flops = component_flops(runtime.cfg, kind, latent, cond_len, codec, report.batch)
         gflops = None if not flops or c["p50_ms"] <= 0 else flops / (c["p50_ms"] * 1e-3) / 1e9  # 0: a reshape
+        limit = "int8" if int8 is not None and kind == "expert" else "sgemm"
         components[name] = {
             "gflop": None if flops is None else flops / 1e9,
             "gflops": gflops,
-            "share": None if gflops is None else gflops / rate,
+            "limit": limit,
+            "share": None if gflops is None else gflops / (int8[0] if limit == "int8" else rate),
+            "share_of_sgemm": None if gflops is None else gflops / rate,
         }
     report.roofline = {
         "sgemm_gflops": rate,
         "sgemm_by": by,
+        "int8_gops": None if int8 is None else int8[0],
+        "int8_by": None if int8 is None else int8[1],
         "threads": threads,
         "latent_hw": list(latent),
         "cond_len": cond_len,

@@ -8,7 +8,9 @@
 * **The limit**: one large float32 matrix product in a child process with the profiled thread count, best of
   a few runs, by NumPy's BLAS and by each installed backend that registers a probe (`BackendInfo.gemm_probe`:
   OpenVINO's oneDNN reached 427 GFLOP/s on two Zen 4 cores where NumPy's OpenBLAS reached 255); the best is the
-  limit. Cached per machine (CPU, ISA, cores) and thread count under the cache root.
+  limit. INT8 bundles are held against the INT8 limit instead: the best uint8 x int8 product rate of the backends
+  that register an INT8 probe (`BackendInfo.int8_gemm_probe`; GOP/s, 2 per multiply-add). Cached per machine
+  (CPU, ISA, cores) and thread count under the cache root.
 
 No family named: the backends' probes come from the registry.
 """
@@ -77,12 +79,18 @@ def probe_all(threads: int, n: int) -> dict[str, float]:
 
     rates = {"numpy": numpy_gflops(threads, n)}
     for backend in BACKENDS.entries():
-        if backend.gemm_probe and backend.available:
-            try:
-                rates[backend.name] = float(load_callable(backend.gemm_probe)(threads, n))
-            except Exception:  # a probe missing a package or a device here is skipped
-                continue
+        if not backend.available:
+            continue
+        for name, probe in ((backend.name, backend.gemm_probe), (INT8 + backend.name, backend.int8_gemm_probe)):
+            if probe:
+                try:
+                    rates[name] = float(load_callable(probe)(threads, n))
+                except Exception:  # a probe missing a package or a device here is skipped
+                    continue
     return rates
+
+
+INT8 = "int8:"  # the prefix of INT8 rates among the measured ones
 
 
 _CHILD = (
@@ -95,7 +103,7 @@ def _key(threads: int) -> str:
     m = machine_summary()
     isa = "+".join(m["isa"]) or "none"
     cap = m.get("isa_cap", "")
-    return f"{m['cpu']}|{isa}|{m['cores']}|{cap}|threads={threads}"
+    return f"v2|{m['cpu']}|{isa}|{m['cores']}|{cap}|threads={threads}"  # v2: with INT8 rates
 
 
 def sgemm_rates(threads: int, n: int = 1536, cache: Path | None = None, refresh: bool = False) -> dict[str, float]:
@@ -131,6 +139,16 @@ def sgemm_rates(threads: int, n: int = 1536, cache: Path | None = None, refresh:
 
 def sgemm_rate(threads: int, n: int = 1536, cache: Path | None = None, refresh: bool = False) -> tuple[float, str]:
     """The limit: the best float32 product rate any implementation here reaches (GFLOP/s), and which one."""
-    rates = sgemm_rates(threads, n, cache, refresh)
+    rates = {k: v for k, v in sgemm_rates(threads, n, cache, refresh).items() if not k.startswith(INT8)}
+    best = max(rates, key=rates.get)
+    return rates[best], best
+
+
+def int8_rate(threads: int, n: int = 1536, cache: Path | None = None) -> tuple[float, str] | None:
+    """The INT8 limit: the best uint8 x int8 product rate a backend here reaches (GOP/s), and which one; None when
+    no installed backend has an INT8 probe."""
+    rates = {k[len(INT8) :]: v for k, v in sgemm_rates(threads, n, cache).items() if k.startswith(INT8)}
+    if not rates:
+        return None
     best = max(rates, key=rates.get)
     return rates[best], best

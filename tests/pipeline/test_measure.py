@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from linearsr_edge.checks import QualityThresholds
-from linearsr_edge.profiling.choice import choose, measure, measured_choice
+from linearsr_edge.profiling.choice import fastest_passing, measure, measured_choice
 
 
 def test_a_target_failing_its_golden_set_is_never_chosen(tiny_bundles):
@@ -35,7 +35,7 @@ def test_a_target_failing_its_golden_set_is_never_chosen(tiny_bundles):
     assert choice.chosen == "onnx-fp32"
     # however fast: the failing one made a hundred times faster is still not chosen
     faster = [replace(c, frame_seconds=c.frame_seconds / 100) if c.status == "failed" else c for c in cands]
-    assert choose(faster) == "onnx-fp32"
+    assert fastest_passing(faster) == "onnx-fp32"
 
 
 def test_an_uninstalled_or_unknown_target_is_listed_not_measured(tiny_bundles):
@@ -46,7 +46,7 @@ def test_an_uninstalled_or_unknown_target_is_listed_not_measured(tiny_bundles):
     asked = []
     cands = measure(["npu-int4", *missing], lambda t: asked.append(t), image, threads=1, repeats=1)
     assert asked == [] and {c.status for c in cands} == {"unavailable"}
-    assert choose(cands) is None
+    assert fastest_passing(cands) is None
 
 
 def test_doctor_and_export_auto_read_the_choice_measured_on_this_machine(tmp_path, monkeypatch, capsys):

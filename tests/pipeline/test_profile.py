@@ -17,7 +17,16 @@ from linearsr_edge.cli import profile as profile_cli
 from linearsr_edge.cli import upscale as upscale_cli
 from linearsr_edge.pipeline.process import SampleOptions
 from linearsr_edge.pipeline.session import Session
-from linearsr_edge.profiling import BudgetRow, choose, compare_rows, fit_frame, gate_psnr, profile, reference_order
+from linearsr_edge.profiling import (
+    BudgetRow,
+    add_roofline,
+    choose,
+    compare_rows,
+    fit_frame,
+    gate_psnr,
+    profile,
+    reference_order,
+)
 from linearsr_edge.runtime import SRRuntime
 
 
@@ -170,7 +179,9 @@ def test_cli_one_bundle_json_and_plot(tiny_bundles, tmp_path, capsys):
     assert expert["gflop"] == pytest.approx(flops / 1e9)
     assert expert["gflops"] == pytest.approx(flops / (report["components"][name]["p50_ms"] * 1e-3) / 1e9)
     assert expert["share"] == pytest.approx(expert["gflops"] / roof["sgemm_gflops"])
-    assert roof["components"]["decoder"] == {"gflop": 0.0, "gflops": None, "share": None}  # pixel unshuffle
+    assert expert["limit"] == "sgemm" and expert["share_of_sgemm"] == expert["share"] and roof["int8_gops"] is None
+    decoder = {"gflop": 0.0, "gflops": None, "limit": "sgemm", "share": None, "share_of_sgemm": None}
+    assert roof["components"]["decoder"] == decoder  # pixel unshuffle
     assert profile_cli.main([str(path), "--runs", "1", "--warmup", "0", "--json", "-q", "--no-roofline"]) == 0
     assert json.loads(capsys.readouterr().out)["reports"][0]["roofline"] == {}
     pytest.importorskip("matplotlib")
@@ -191,7 +202,27 @@ def test_cli_compare_table(tiny_bundles, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("| ")]
     assert len(lines) == 3 and "onnx-fp32" in lines[1] and "1.00x" in lines[1] and "onnx-int8" in lines[2]
-    assert lines[0].endswith("| experts GFLOP/s | of SGEMM |") and lines[2].endswith("% |")
+    assert lines[0].endswith("| experts GFLOP/s | of SGEMM | of limit |") and lines[2].endswith("% |")
+    # FP32 experts are held against the SGEMM rate, INT8 experts against the INT8 rate (measured here)
+    fp32_cells, int8_cells = (line.split("|")[-4:-1] for line in lines[1:])
+    assert fp32_cells[1] == fp32_cells[2] and int8_cells[1] != int8_cells[2]
+
+
+def test_int8_experts_are_held_against_the_int8_rate(tiny_bundles):
+    from linearsr_edge.profiling.roofline import int8_rate, sgemm_rate
+
+    with SRRuntime.load(tiny_bundles("onnx-int8").bundle.path, backend="onnxruntime") as rt:
+        report = add_roofline(profile(rt, _frame(), SampleOptions(steps=2), runs=1, warmup=0), rt, SampleOptions())
+    roof = report.roofline
+    threads = roof["threads"]
+    assert (roof["int8_gops"], roof["int8_by"]) == int8_rate(threads) and roof["sgemm_gflops"] == sgemm_rate(threads)[0]
+    for name, r in roof["components"].items():
+        if name.startswith("expert_"):
+            assert r["limit"] == "int8" and r["share"] == pytest.approx(r["gflops"] / roof["int8_gops"])
+            assert r["share_of_sgemm"] == pytest.approx(r["gflops"] / roof["sgemm_gflops"])
+        else:
+            assert r["limit"] == "sgemm"
+    assert "the experts' limit: INT8" in report.table()
 
 
 @pytest.mark.parametrize(

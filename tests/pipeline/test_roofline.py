@@ -7,7 +7,15 @@ import json
 
 import pytest
 
-from linearsr_edge.profiling.roofline import _key, component_flops, expert_flops, sgemm_rate, sgemm_rates
+from linearsr_edge.profiling.roofline import (
+    INT8,
+    _key,
+    component_flops,
+    expert_flops,
+    int8_rate,
+    sgemm_rate,
+    sgemm_rates,
+)
 from tests.conftest import tiny_config
 
 torch = pytest.importorskip("torch")
@@ -61,9 +69,14 @@ def test_the_sgemm_rate_is_the_best_of_every_probe_measured_once_per_machine_and
     stored = json.loads((tmp_path / "gemm-rates.json").read_text())
     assert set(stored) == {_key(1)} and "threads=1" in _key(1)
     rates = stored[_key(1)]
+    fp32 = {k: v for k, v in rates.items() if not k.startswith(INT8)}
+    int8 = {k[len(INT8) :]: v for k, v in rates.items() if k.startswith(INT8)}
     probes = {b.name for b in BACKENDS.entries() if b.gemm_probe and b.available}
-    assert "numpy" in rates and set(rates) - {"numpy"} <= probes and "openvino" in rates  # installed here
-    assert all(v > 0.1 for v in rates.values()) and rate == max(rates.values()) and rates[by] == rate
+    assert "numpy" in fp32 and set(fp32) - {"numpy"} <= probes and "openvino" in fp32  # installed here
+    assert all(v > 0.1 for v in rates.values()) and rate == max(fp32.values()) and rates[by] == rate
+    # INT8: a rate per backend with an INT8 probe; the INT8 limit is their best, never a float32 rate
+    assert set(int8) == {b.name for b in BACKENDS.entries() if b.int8_gemm_probe and b.available} >= {"openvino"}
+    assert int8_rate(1, n=256, cache=tmp_path) == (max(int8.values()), max(int8, key=int8.get))
     rates["numpy"] = 12345.0  # the cache answers, not a new measurement
     (tmp_path / "gemm-rates.json").write_text(json.dumps(stored))
     assert sgemm_rate(1, n=256, cache=tmp_path) == (12345.0, "numpy")

@@ -13,7 +13,7 @@ from linearsr_edge.profiling.choice import (
     MeasuredChoice,
     cached_choice,
     choice_path,
-    choose,
+    fastest_passing,
     measured_choice,
     save_choice,
 )
@@ -34,10 +34,10 @@ def _candidates() -> list[Candidate]:
 
 def test_the_fastest_passing_target_is_chosen_and_a_failing_one_never_is():
     cands = _candidates()
-    assert choose(cands) == "ov-fp32"
+    assert fastest_passing(cands) == "ov-fp32"
     fastest_failing = [Candidate(c.target, c.status, 0.0 if c.status != "passed" else c.frame_seconds) for c in cands]
-    assert choose(fastest_failing) == "ov-fp32"
-    assert choose([c for c in cands if c.status != "passed"]) is None
+    assert fastest_passing(fastest_failing) == "ov-fp32"
+    assert fastest_passing([c for c in cands if c.status != "passed"]) is None
     with pytest.raises(ValueError, match="status"):
         Candidate("x", "great")
 

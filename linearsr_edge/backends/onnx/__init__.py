@@ -72,5 +72,6 @@ def register() -> None:
             options=OrtOptions,
             version=_version,
             gemm_probe="linearsr_edge.backends.onnx.session:gemm_gflops",
+            int8_gemm_probe="linearsr_edge.backends.onnx.session:int8_gemm_gops",
         )
     )

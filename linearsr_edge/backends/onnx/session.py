@@ -88,6 +88,29 @@ def optimized_path(folder: Path, path: Path, digest: str, options: OrtOptions, v
     return folder / f"{path.stem}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.onnx"
 
 
+def int8_gemm_gops(threads: int, n: int) -> float:
+    """ONNX Runtime's ``n x n`` uint8 x int8 -> int32 product (``MatMulInteger``, the kernel its quantized
+    MatMuls run) on the CPU with ``threads`` threads: GOP/s (2 per multiply-add), best of 5."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.integers(-64, 64, (n, n), dtype=np.int8), "w")  # 7-bit, as exported
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w"], ["y"])],
+        "gemm_int8",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
+        [weight],
+    )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 256, (n, n), dtype=np.uint8)
+    return 2 * n**3 / best_seconds(lambda: sess.run(None, {"a": x})) / 1e9
+
+
 class ORTSession(Session):
     """One ONNX graph on ONNX Runtime. With ``digest`` (the graph's sha256) and the cache on, a CPU session's
     optimized graph is written to the compiled-model cache by the first process and read by the next ones with

@@ -70,5 +70,6 @@ def register() -> None:
             version=_version,
             parity_options=OVOptions(device="CPU", precision_hint="f32", cache=False),
             gemm_probe="linearsr_edge.backends.openvino.session:gemm_gflops",
+            int8_gemm_probe="linearsr_edge.backends.openvino.session:int8_gemm_gops",
         )
     )

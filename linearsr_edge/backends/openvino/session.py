@@ -81,6 +81,28 @@ def gemm_gflops(threads: int, n: int) -> float:
     return 2 * n**3 / best_seconds(lambda: request.infer({0: x})) / 1e9
 
 
+def int8_gemm_gops(threads: int, n: int) -> float:
+    """OpenVINO's ``n x n`` INT8 product on the CPU with ``threads`` threads: uint8 activations (a FakeQuantize, as
+    NNCF writes them) times int8 weights, which its low-precision transformations run as one integer MatMul;
+    GOP/s (2 per multiply-add), best of 5."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(0)
+
+    def scalar(v: float):
+        return ops.constant(np.array(v, np.float32))
+
+    a = ops.parameter([n, n], np.float32, name="a")
+    quantized = ops.fake_quantize(a, scalar(0.0), scalar(2.55), scalar(0.0), scalar(2.55), 256)
+    weight = ops.multiply(ops.convert(ops.constant(rng.integers(-64, 64, (n, n), dtype=np.int8)), "f32"), scalar(0.01))
+    model = ov.Model([ops.matmul(quantized, weight, False, False)], [a])
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    request = core().compile_model(model, "CPU", config).create_infer_request()
+    x = rng.random((n, n), dtype=np.float32) * 2.5
+    return 2 * n**3 / best_seconds(lambda: request.infer({0: x})) / 1e9
+
+
 _warned_hints: set[tuple[str, str, str]] = set()  # (device, asked, in force): said once per process
 
 
