@@ -7,6 +7,12 @@ Times one expert call (expert_1) and the codec (encoder + decoder) at square-ish
 to 256x256 (64k tokens), medians of ``--repeats`` alternating calls after a warm-up, and fits the log-log slope
 of the expert's time between 4k and 64k tokens (1.0: linear). Prints the table, the slope, and the codec's share
 of an image's time at 4 steps.
+
+``--ops`` (OpenVINO bundles): also where the expert's time goes at each size, from OpenVINO's per-node counters
+(``PERF_COUNT``) of the same static compile: matrix products and convolutions (INT8 or FP32 kernels), the FP32
+islands (the nodes the IR marks precise), layout ops (Transpose, Reorder, Split, Reshape, Concat) and the rest
+(norms, fused elementwise subgraphs), each as a share and with its own log-log slope: which part grows faster
+than the tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +25,42 @@ from pathlib import Path
 import numpy as np
 
 LATENTS = ((32, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256))
+GEMM = ("MatMul", "FullyConnected", "Convolution", "GroupConvolution")
+LAYOUT = ("Transpose", "Reorder", "VariadicSplit", "Split", "Reshape", "Concat", "Gather")
+CLASSES = ("INT8 GEMM/conv", "FP32 GEMM/conv", "FP32 islands", "layout", "other")
+
+
+def op_class(node_name: str, node_type: str, exec_type: str, islands: set[str]) -> str:
+    if node_name in islands:
+        return "FP32 islands"
+    if node_type.startswith(GEMM):
+        integer = "I8" in exec_type or "U8" in exec_type or "Quantized" in node_type
+        return "INT8 GEMM/conv" if integer else "FP32 GEMM/conv"
+    return "layout" if node_type in LAYOUT else "other"
+
+
+def op_times(xml: Path, feeds: dict[str, np.ndarray], threads: int, repeats: int) -> dict[str, float]:
+    """ms per call by class (`CLASSES`), from OpenVINO's per-node counters: the median over ``repeats`` calls."""
+    import openvino as ov
+
+    from linearsr_edge.backends.openvino.export import precise_nodes
+
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    islands = set(precise_nodes(model))
+    model.reshape({k: list(v.shape) for k, v in feeds.items()})
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True, "INFERENCE_NUM_THREADS": threads}
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    request.infer(feeds)
+    per_class: dict[str, list[float]] = {k: [] for k in CLASSES}
+    for _ in range(repeats):
+        request.infer(feeds)
+        sums = dict.fromkeys(CLASSES, 0.0)
+        for p in request.profiling_info:
+            sums[op_class(p.node_name, p.node_type, p.exec_type, islands)] += p.real_time.total_seconds() * 1e3
+        for k, v in sums.items():
+            per_class[k].append(v)
+    return {k: statistics.median(v) for k, v in per_class.items()}
 
 
 def main() -> int:
@@ -28,6 +70,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--plot", type=Path)
+    ap.add_argument("--ops", action="store_true", help="OpenVINO bundles: the expert's time by op class")
     args = ap.parse_args()
 
     from linearsr_edge.bundle import Bundle
@@ -40,7 +83,9 @@ def main() -> int:
     runtime = SRRuntime.load(bundle.path, options=options, residency="all")
     spec, factor = bundle.spec("expert_1"), bundle.codec_factor
     rng = np.random.default_rng(0)
-    rows = []
+    rows, ops = [], []
+    if args.ops and bundle.format != "openvino":
+        raise SystemExit("--ops reads OpenVINO's per-node counters: give an OpenVINO bundle")
     print(machine_line(args.threads))
     print(f"{bundle.target} on {runtime.backend}, {args.threads} threads, medians of {args.repeats}\n")
     print("| latent | tokens | expert ms / NFE | encoder + decoder ms | codec share at 4 steps |")
@@ -72,9 +117,25 @@ def main() -> int:
         share = codec / (codec + args.steps * expert)
         rows.append((h * w, expert, codec))
         print(f"| {w}x{h} | {h * w} | {expert:.2f} | {codec:.2f} | {100 * share:.1f}% |")
+        if args.ops:
+            ops.append((h * w, op_times(bundle.file("expert_1"), feeds, args.threads, args.repeats)))
     fit = [(n, t) for n, t, _ in rows if 4096 <= n <= 65536]
     slope = float(np.polyfit(np.log([n for n, _ in fit]), np.log([t for _, t in fit]), 1)[0])
     print(f"\nlog-log slope of expert time against tokens, 4k-64k: {slope:.3f}")
+    if ops:
+        print("\nexpert_1's time by op class (OpenVINO's per-node counters), share of the counted time\n")
+        print("| tokens | counted ms | " + " | ".join(CLASSES) + " |")
+        print("|---:|---:|" + "---:|" * len(CLASSES))
+        for n, t in ops:
+            total = sum(t.values())
+            print(f"| {n} | {total:.2f} | " + " | ".join(f"{100 * t[k] / total:.1f}%" for k in CLASSES) + " |")
+        big = [(n, t) for n, t in ops if 4096 <= n <= 65536]
+        slopes = []
+        for k in CLASSES:
+            if all(t[k] > 0 for _, t in big):
+                fitted = np.polyfit(np.log([n for n, _ in big]), np.log([t[k] for _, t in big]), 1)[0]
+                slopes.append(f"{k} {fitted:.2f}")
+        print(f"\nlog-log slope by class, 4k-64k: {', '.join(slopes)}")
     if args.plot is not None:
         import matplotlib
 
