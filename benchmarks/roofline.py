@@ -7,8 +7,9 @@
 Bundles are exported under ``--out`` once (kept for later runs). The wide model is the probe's 4.78M-parameter
 variant (``benchmarks/onnx_vs_torch.py``'s ``WIDE``: width 256, depth 4, 8 heads; one expert), random weights,
 the demo's codec and tags. Prints each model's compare table, then per bundle the expert FLOPs per call, the
-achieved GFLOP/s over every expert call of an image and its share of the SGEMM rate (the best float32
-product measured here: NumPy, ONNX Runtime, OpenVINO; INT8 bundles are put against it too).
+achieved GFLOP/s over every expert call of an image, its share of the SGEMM rate (the best float32 product
+measured here: NumPy, ONNX Runtime, OpenVINO) and of the experts' own limit: the INT8 product rate (ONNX
+Runtime's MatMulInteger, OpenVINO's quantized MatMul) for INT8 bundles, the SGEMM rate for the others.
 """
 
 from __future__ import annotations
@@ -66,19 +67,24 @@ def main() -> int:
         cmd += ["--runs", str(args.runs), "--threads", str(args.threads)]
         data = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         roof = data["reports"][0]["roofline"]
+        int8 = next((r["roofline"]["int8_gops"] for r in data["reports"] if r["roofline"].get("int8_gops")), None)
         print(
             f"\n## {name}: {roof['latent_hw'][1]}x{roof['latent_hw'][0]} latent, {args.threads} threads, "
-            f"SGEMM {roof['sgemm_gflops']:.1f} GFLOP/s\n"
+            f"SGEMM {roof['sgemm_gflops']:.1f} GFLOP/s" + (f", INT8 {int8:.1f} GOP/s\n" if int8 else "\n")
         )
-        print("| target | expert GFLOP/call | experts ms/NFE (fastest-slowest) | GFLOP/s | of SGEMM | image p50 ms |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print(
+            "| target | expert GFLOP/call | experts ms/NFE (fastest-slowest) | GFLOP/s | of SGEMM | of limit "
+            "| image p50 ms |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for report, row in zip(data["reports"], data["compare"], strict=True):
             experts = {n: c for n, c in report["components"].items() if n.startswith("expert_")}
             gflop = report["roofline"]["components"][min(experts)]["gflop"]
             ms = sorted(c["p50_ms"] for c in experts.values())
             print(
                 f"| {report['target']} | {gflop:.3f} | {ms[0]:.1f}-{ms[-1]:.1f} | {row['expert_gflops']:.1f} "
-                f"| {100 * row['expert_share_of_sgemm']:.1f}% | {report['image']['p50_ms']:.1f} |"
+                f"| {100 * row['expert_share_of_sgemm']:.1f}% | {100 * row['expert_share_of_limit']:.1f}% "
+                f"| {report['image']['p50_ms']:.1f} |"
             )
     return 0
 
