@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
+from typing import NoReturn
 
 from linearsr_edge import interrupt
 from linearsr_edge.errors import LinearSRError
@@ -83,3 +87,21 @@ def backend_options(info, args: argparse.Namespace, given: list[str]):
 
     refuse_flags(given, flags_of(info.options), f"backend {info.name}")
     return from_flags(info.options, vars(args))
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """End a finished one-shot command without tearing down what it loaded. Closing a runtime frees every
+    compiled model (OpenVINO: 0.11 s for the demo's six), then the interpreter tears down the rest: 0.15 s of a
+    1.6 s ``linearsr-upscale`` run, which the OS does anyway. The atexit hooks still run (temporary folders are
+    removed, logs flushed) and stdout/stderr are flushed; then the process ends with ``code``."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to say
+            stream.flush()
+    os._exit(code)
+
+
+def console(main: Callable[[], int]) -> NoReturn:
+    """A console script's entry: ``main()``, then `exit_without_teardown` (argparse's own exits, ``--help`` and
+    usage errors, leave as usual). ``main`` itself returns, so that tests and callers keep their process."""
+    exit_without_teardown(main())

@@ -212,5 +212,12 @@ def _run(args: argparse.Namespace, backend_flags: list[str] | None = None) -> in
     return 0
 
 
+def console() -> None:
+    """The ``linearsr-upscale`` script: `main`, then the process ends without tearing the runtime down."""
+    from linearsr_edge.cli.common import console as run
+
+    run(main)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

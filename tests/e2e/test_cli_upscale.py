@@ -138,3 +138,24 @@ def _truncated(d):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     return path
+
+
+def test_the_script_exits_without_teardown_and_loses_nothing(model_dir, photo, tmp_path):
+    """The console script ends with os._exit after its work (closing the runtime would only free memory the OS
+    takes back): the image is whole, the summary and log lines reach a pipe, atexit hooks ran, and an error
+    still exits 2 with its one line."""
+    out = tmp_path / "out.png"
+    hook = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, pathlib, sys; from linearsr_edge.cli.upscale import console; "
+        f"atexit.register(lambda: pathlib.Path({str(hook)!r}).write_text('yes')); "
+        "sys.argv[0] = 'linearsr-upscale'; console()"
+    )
+    argv = [str(photo), "-o", str(out), "--model", str(model_dir), "--steps", "2"]
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"-> {out} 24x20" in done.stdout and hook.read_text() == "yes"
+    assert main([*argv[:2], str(tmp_path / "again.png"), *argv[3:], "-q"]) == 0  # the same call in this process
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(tmp_path / "again.png")))
+    bad = subprocess.run([sys.executable, "-c", code, "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "give an input image" in bad.stderr
