@@ -4,7 +4,7 @@
     python examples/video_upscale.py in.mp4 -o out_x4.mp4 --bundle bundles/onnx-int8
     python examples/video_upscale.py rtsp://camera/stream -o plate.mp4 --bundle B --roi 400,300,96,48 --frames 300
 
-OpenCV decodes BGR frames; the runtime takes them as they are (``color="bgr"``), reads ahead a few
+OpenCV decodes BGR frames; the runtime takes them as they are (``color="bgr"``) and gives BGR back, reads ahead a few
 frames on its own thread, keeps the noise seed fixed for the whole stream (no flicker in static
 regions) and returns results in order. A frame that fails (corrupt decode, backend error) is
 reported and skipped; the video goes on.
@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import cv2
-    import numpy as np
 
     from linearsr_edge import SampleOptions, SRRuntime
     from linearsr_edge.pipeline.session import get_backend, pick_backend
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 print(f"frame {r.index}: skipped ({r.error})", file=sys.stderr)
                 continue
-            bgr = np.ascontiguousarray(r.image[:, :, ::-1])
+            bgr = r.image  # BGR in, BGR out
             if writer is None:
                 h, w = bgr.shape[:2]
                 writer = cv2.VideoWriter(args.output, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))

@@ -116,6 +116,15 @@ def frame_rgb(frame: np.ndarray, color: str = "rgb", name: str = "frame") -> np.
     return check_image(np.ascontiguousarray(frame), name)
 
 
+def output_order(image: np.ndarray, color: str = "rgb", out_color: str | None = None) -> np.ndarray:
+    """An RGB result in the caller's channel order: ``out_color`` if given, else the order the frame came in
+    (``color``): an OpenCV caller gets BGR back."""
+    order = color if out_color is None else out_color
+    if order not in ("rgb", "bgr"):
+        raise ConfigError(f"out_color must be 'rgb', 'bgr' or None (the input's order), got {order!r}")
+    return np.ascontiguousarray(image[:, :, ::-1]) if order == "bgr" else image
+
+
 def check_output_size(height: int, width: int, factor: int, max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> None:
     out = height * factor * width * factor
     if out > max_pixels:
@@ -123,6 +132,9 @@ def check_output_size(height: int, width: int, factor: int, max_pixels: int = DE
             f"output would be {width * factor}x{height * factor} = {megapixels(out)}, above the limit of "
             f"{megapixels(max_pixels)}; crop the input or raise the limit (--max-pixels)"
         )
+
+
+PNG_LEVEL = 3
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
@@ -134,7 +146,10 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
     if not path.parent.is_dir():
         raise ImageError(f"output folder does not exist: {path.parent}")
     buf = io.BytesIO()
-    Image.fromarray(check_image(image, "output")).save(buf, format=fmt)
+    # PNG at zlib level 3: on a 512x512 result 0.023 s and 395 kB against Pillow's default level 6, 0.078 s and
+    # 372 kB; a 4x output is large and the write is on every command's path (OpenCV's own default is 1)
+    extra = {"compress_level": PNG_LEVEL} if fmt == "PNG" else {}
+    Image.fromarray(check_image(image, "output")).save(buf, format=fmt, **extra)
     try:
         atomic_write_bytes(path, buf.getvalue())
     except OSError as exc:

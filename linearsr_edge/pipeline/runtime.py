@@ -26,7 +26,7 @@ import numpy as np
 from linearsr_edge.bundle import Bundle
 from linearsr_edge.errors import ConfigError, InputSpecError
 from linearsr_edge.pipeline import memory, sizes
-from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS, check_output_size, frame_rgb
+from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS, check_output_size, frame_rgb, output_order
 from linearsr_edge.pipeline.process import SampleOptions, SRProcess, UpscaleResult
 from linearsr_edge.pipeline.residency import Residency, ResidentSessions
 from linearsr_edge.pipeline.session import (
@@ -298,6 +298,7 @@ class SRRuntime:
         opts: SampleOptions | None = None,
         *,
         color: str = "rgb",
+        out_color: str | None = None,
         roi: tuple[int, int, int, int] | None = None,
         roi_margin: int = 16,
         tiling: bool | None = None,
@@ -305,17 +306,23 @@ class SRRuntime:
         on_step: Callable[[int], None] | None = None,
     ) -> UpscaleResult:
         """A frame (``uint8 [H, W, 3]``, any layout; see `frame_rgb` for gray, BGRA, ``color="bgr"``) ->
-        `UpscaleResult` with ``uint8 [H*s, W*s, 3]`` RGB.
+        `UpscaleResult` with ``uint8 [H*s, W*s, 3]`` in the frame's own channel order (``color``), or in
+        ``out_color`` when given: an OpenCV frame comes back BGR.
 
         ``roi=(x, y, w, h)``: upscale only that box (seen with ``roi_margin`` pixels of context around it,
         within the frame); the result is the box at xs. ``tiling``: None tiles a frame larger than the
         exported profile (or the memory budget) in overlapping latent tiles, False refuses it, True always
         tiles; ``tile``: the tile's output size in pixels (default: this device profile's).
         """
-        image = frame_rgb(image, color)
+        output_order(np.zeros((1, 1, 3), np.uint8), color, out_color)  # a bad order is refused before any work
+        result = self._upscale_rgb(frame_rgb(image, color), opts, roi, roi_margin, tiling, tile, on_step)
+        result.image = output_order(result.image, color, out_color)
+        return result
+
+    def _upscale_rgb(self, image, opts, roi, roi_margin, tiling, tile, on_step) -> UpscaleResult:
         if roi is not None:
             image, crop = sizes.roi_window(image, roi, roi_margin, self.cfg.upscale)
-            return crop(self.upscale(image, opts, tiling=tiling, tile=tile, on_step=on_step))
+            return crop(self._upscale_rgb(image, opts, None, roi_margin, tiling, tile, on_step))
         h, w = image.shape[:2]
         plan = sizes.plan_frame(self.sizes, h, w, self.cfg.upscale, self.input_limits())
         if tiling is None:
@@ -343,13 +350,16 @@ class SRRuntime:
         opts: SampleOptions | None = None,
         *,
         color: str = "rgb",
+        out_color: str | None = None,
         seeds: Sequence[int] | None = None,
         on_step: Callable[[int], None] | None = None,
     ) -> list[UpscaleResult]:
         """Several frames in one expert-major pass (see `SRProcess.upscale_batch`); results in input order, frame
-        i seeded with ``seeds[i]`` (default ``opts.seed``). Frames that `upscale` would tile (above the profile
-        or the memory budget) are tiled one by one, each equal to its own `upscale`."""
+        i seeded with ``seeds[i]`` (default ``opts.seed``), in the frames' channel order (``color``) unless
+        ``out_color`` says otherwise. Frames that `upscale` would tile (above the profile or the memory budget)
+        are tiled one by one, each equal to its own `upscale`."""
         opts = opts or SampleOptions()
+        output_order(np.zeros((1, 1, 3), np.uint8), color, out_color)
         images = [frame_rgb(img, color, f"image {i}") for i, img in enumerate(images)]
         seeds = [opts.seed] * len(images) if seeds is None else [int(v) for v in seeds]
         if len(seeds) != len(images):
@@ -372,6 +382,8 @@ class SRRuntime:
             results[i] = self._cropped(result, *images[i].shape[:2])
         for i in (i for i, b in enumerate(big) if b):
             results[i] = self.upscale(images[i], replace(opts, seed=seeds[i]), on_step=on_step)
+        for result in results:
+            result.image = output_order(result.image, color, out_color)
         return results
 
     def warmup(self, size: tuple[int, int] | None = None, opts: SampleOptions | None = None) -> float:

@@ -51,6 +51,7 @@ def stream(
     seed_per_frame: bool = False,
     warmup: bool = True,
     color: str = "rgb",
+    out_color: str | None = None,
     roi: tuple[int, int, int, int] | None = None,
     roi_margin: int = 16,
     tiling: bool | None = None,
@@ -59,9 +60,10 @@ def stream(
     """See `SRRuntime.stream`. ``queue``: frames read ahead of the worker (bounded: a fast camera waits
     instead of filling memory). ``seed``: the stream's noise seed (default ``opts.seed``);
     ``seed_per_frame`` adds the frame index (flickers; for comparison). ``warmup``: one untimed run at
-    the first frame's size before it. ``color``, ``roi``, ``roi_margin``, ``tiling``, ``tile``: as for
-    `SRRuntime.upscale`, for every frame."""
-    framing = {"color": color, "roi": roi, "roi_margin": roi_margin, "tiling": tiling, "tile": tile}
+    the first frame's size before it. ``color``, ``out_color``, ``roi``, ``roi_margin``, ``tiling``, ``tile``: as
+    for `SRRuntime.upscale`, for every frame (results come back in the frames' channel order by default)."""
+    framing = {"color": color, "out_color": out_color, "roi": roi, "roi_margin": roi_margin, "tiling": tiling}
+    framing["tile"] = tile
     if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
         raise ConfigError(f"queue must be a positive integer, got {queue!r}")
     opts = opts or SampleOptions()

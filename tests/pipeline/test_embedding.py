@@ -138,6 +138,30 @@ def test_frame_conversions():
     assert frame_rgb(rgb[::2, ::3]).flags.c_contiguous
 
 
+def test_a_frame_comes_back_in_its_own_colour_order(runtime):
+    """An OpenCV (BGR) frame comes back BGR, from every entry point, unless ``out_color`` says otherwise; a BGRA
+    frame too; ROI and the tiled path as well."""
+    rgb = _frame(12, 16, seed=5)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    want = runtime.upscale(rgb).image
+    assert not np.array_equal(want, want[:, :, ::-1])  # the check below can see a swap
+    np.testing.assert_array_equal(runtime.upscale(bgr, color="bgr").image, want[:, :, ::-1])
+    np.testing.assert_array_equal(runtime.upscale(bgr, color="bgr", out_color="rgb").image, want)
+    np.testing.assert_array_equal(runtime.upscale(rgb, out_color="bgr").image, want[:, :, ::-1])
+    bgra = np.concatenate([bgr, np.full((12, 16, 1), 9, np.uint8)], axis=2)
+    np.testing.assert_array_equal(runtime.upscale(bgra, color="bgr").image, want[:, :, ::-1])
+    box = runtime.upscale(rgb, roi=(4, 2, 8, 8)).image
+    np.testing.assert_array_equal(runtime.upscale(bgr, color="bgr", roi=(4, 2, 8, 8)).image, box[:, :, ::-1])
+    tiled = runtime.upscale(rgb, tiling=True, tile=32).image
+    np.testing.assert_array_equal(runtime.upscale(bgr, color="bgr", tiling=True, tile=32).image, tiled[:, :, ::-1])
+    batch = runtime.upscale_batch([bgr, bgr], color="bgr")
+    assert all(np.array_equal(r.image, want[:, :, ::-1]) for r in batch)
+    (streamed,) = list(runtime.stream([bgr], color="bgr", warmup=False))
+    np.testing.assert_array_equal(streamed.image, want[:, :, ::-1])
+    with pytest.raises(ConfigError, match="out_color must be"):
+        runtime.upscale(rgb, out_color="yuv")
+
+
 @pytest.mark.parametrize(
     "frame, message",
     [
