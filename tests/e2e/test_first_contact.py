@@ -174,6 +174,7 @@ def test_the_wheel_carries_everything_a_device_needs(tmp_path):
         "linearsr_edge/demo/samples/astronaut_lr.png",
         "linearsr_edge/devices/profiles/x86-avx2.json",
         "linearsr_edge/serving/triton_model.py",
+        "linearsr_edge/gst/plugin/python/linearsr.py",
     ):
         assert needed in names, needed
     metadata = next(n for n in names if n.endswith("METADATA"))
