@@ -143,7 +143,20 @@ def main() -> int:
         import matplotlib.pyplot as plt
 
         n = [r[0] for r in rows]
-        fig, ax = plt.subplots(figsize=(6, 4))
+        if ops:
+            fig, (ax, right) = plt.subplots(1, 2, figsize=(11, 4))
+            bottom = np.zeros(len(ops))
+            for k in CLASSES:
+                share = np.array([100 * t[k] / sum(t.values()) for _, t in ops])
+                right.bar([str(x) for x, _ in ops], share, bottom=bottom, label=k)
+                bottom += share
+            right.set_xlabel("tokens")
+            right.set_ylabel("% of the expert's counted time")
+            right.set_title("where the time goes (OpenVINO per-node counters)")
+            right.legend(fontsize=7, loc="lower left")
+            right.tick_params(axis="x", labelsize=7)
+        else:
+            fig, ax = plt.subplots(figsize=(6, 4))
         ax.loglog(n, [r[1] for r in rows], "o-", label="expert, per NFE")
         ax.loglog(n, [r[2] for r in rows], "s--", label="encoder + decoder")
         ref = rows[2][1] if len(rows) > 2 else rows[0][1]
