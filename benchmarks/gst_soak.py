@@ -1,27 +1,28 @@
 #!/usr/bin/env python
-"""Soak: thousands of frames through the ``linearsr`` element, resident memory sampled as they go.
+"""Soak: thousands of frames through the ``linearsr`` element in ``gst-launch-1.0``, its resident memory sampled.
 
-    linearsr-gst run /usr/bin/python3 -m benchmarks.gst_soak BUNDLE [--frames 5000] [--size 32x32] [--every 250]
+    python -m benchmarks.gst_soak BUNDLE [--frames 5000] [--size 32x24] [--every 250]
 
-``appsrc ! linearsr ! appsink`` in this process (the system Python), one frame pushed and pulled at a time; the
-frames are the demo photo's crops sliding by a pixel (all differ). Prints RSS every ``--every`` frames and the
-least-squares slope of RSS against frames over the second half of the run (after warm-up and the allocators'
-first growth), in MB per 1000 frames.
+``videotestsrc pattern=snow`` (every frame differs) ``! linearsr ! fakesink`` in one gst-launch-1.0 process (the
+deployment shape: a C application embedding the system Python); fakesink announces each buffer (``-v``), which
+this script counts while it reads the process's VmRSS every ``--every`` frames. Prints the samples and the
+least-squares slope of RSS against frames over the second half (after warm-up and the allocators' first growth),
+in MB per 1000 frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.gst_overhead import frames
 
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -31,48 +32,34 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--frames", type=int, default=5000)
-    ap.add_argument("--size", default="32x32")
+    ap.add_argument("--size", default="32x24")
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import gi
-
-    gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
-
+    from linearsr_edge.gst import environment
     from linearsr_edge.machine import machine_line
 
-    Gst.init(None)
     w, h = (int(v) for v in args.size.split("x"))
-    clip = frames(64, w, h)  # cycled: 65 distinct frames
-    stride = -(-w * 3 // 4) * 4
-    payloads = []
-    for frame in clip:
-        padded = np.zeros((h, stride), np.uint8)
-        padded[:, : w * 3] = frame.reshape(h, w * 3)
-        payloads.append(padded.tobytes())
-    pipeline = Gst.parse_launch(
-        f"appsrc name=src format=time caps=video/x-raw,format=RGB,width={w},height={h},framerate=30/1 "
-        f"! linearsr bundle={args.bundle} threads={args.threads} ! appsink name=sink sync=false"
+    pipeline = (
+        f"videotestsrc num-buffers={args.frames} pattern=snow ! video/x-raw,format=RGB,width={w},height={h} "
+        f"! linearsr bundle={args.bundle} threads={args.threads} ! fakesink silent=false"
     )
-    src, sink = pipeline.get_by_name("src"), pipeline.get_by_name("sink")
-    pipeline.set_state(Gst.State.PLAYING)
     print(machine_line(args.threads))
+    proc = subprocess.Popen(["gst-launch-1.0", "-v", *pipeline.split()], env={**os.environ, **environment()},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     samples: list[tuple[int, float]] = []
-    t0 = time.perf_counter()
-    for i in range(args.frames):
-        buf = Gst.Buffer.new_wrapped(payloads[i % len(payloads)])
-        buf.pts = i * Gst.SECOND // 30
-        src.emit("push-buffer", buf)
-        if sink.emit("try-pull-sample", 120 * Gst.SECOND) is None:
-            raise SystemExit(f"no output for frame {i}")
-        if (i + 1) % args.every == 0:
-            samples.append((i + 1, rss_mb()))
-            print(f"frame {i + 1}: RSS {samples[-1][1]:.1f} MB, {(i + 1) / (time.perf_counter() - t0):.1f} frames/s",
-                  flush=True)  # fmt: skip
-    src.emit("end-of-stream")
-    pipeline.set_state(Gst.State.NULL)
+    frames, t0 = 0, time.perf_counter()
+    for line in proc.stdout:
+        if "last-message = chain" not in line:
+            continue
+        frames += 1
+        if frames % args.every == 0:
+            samples.append((frames, rss_mb(proc.pid)))
+            rate = frames / (time.perf_counter() - t0)
+            print(f"frame {frames}: RSS {samples[-1][1]:.1f} MB, {rate:.1f} frames/s", flush=True)
+    if proc.wait() != 0 or frames != args.frames:
+        raise SystemExit(f"gst-launch-1.0 ended with {proc.returncode} after {frames} frames")
     half = samples[len(samples) // 2 :]
     slope = np.polyfit([n for n, _ in half], [m for _, m in half], 1)[0] * 1000
     first, last = samples[0], samples[-1]

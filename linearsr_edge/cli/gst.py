@@ -12,11 +12,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from linearsr_edge.cli.common import run_cli, version_string
 from linearsr_edge.errors import BackendUnavailableError, ConfigError
 
 PROG = "linearsr-gst"
+SYSTEM_PYTHON = "/usr/bin/python3"  # the distribution's, whose PyGObject GStreamer's bindings need
 DEBIAN = (
     "gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good python3-gst-1.0 "
     "gstreamer1.0-python3-plugin-loader"
@@ -33,11 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=version_string(PROG))
     ap.add_argument(
         "command",
-        choices=("env", "check", "run"),
+        choices=("env", "check", "run", "restream"),
         help="env: export lines for a shell; check: gst-inspect-1.0 linearsr; run CMD ...: a GStreamer command "
-        "(gst-launch-1.0 ...) with the environment set for it alone",
+        "(gst-launch-1.0 ...) with the environment set for it alone; restream SOURCE --bundle B ...: an RTSP "
+        "server of the source super-resolved (restream --help)",
     )
-    ap.add_argument("argv", nargs=argparse.REMAINDER, help="run: the command and its arguments")
+    ap.add_argument("argv", nargs=argparse.REMAINDER, help="run / restream: the command and its arguments")
     return ap
 
 
@@ -59,6 +62,12 @@ def _run(args: argparse.Namespace) -> int:
             )
         return 0
     env = {**os.environ, **environment()}
+    if args.command == "restream":  # in the system Python: PyGObject and GstRtspServer come from the OS
+        python = SYSTEM_PYTHON if Path(SYSTEM_PYTHON).is_file() else shutil.which("python3", path=env.get("PATH"))
+        if python is None:
+            raise BackendUnavailableError("no system python3 on PATH for GStreamer's Python bindings")
+        argv = [python, "-m", "linearsr_edge.gst.restream", *args.argv]
+        return subprocess.run(argv, env=env, check=False).returncode
     if args.command == "run":
         if not args.argv:
             raise ConfigError("run: give the command, e.g. linearsr-gst run gst-launch-1.0 videotestsrc ! ...")

@@ -152,3 +152,90 @@ def test_a_frame_that_fails_is_dropped_with_a_warning_and_the_stream_goes_on(gst
     assert done.returncode == 0, done.stderr[-2000:]
     warnings = [line for line in (done.stdout + done.stderr).splitlines() if "linearsr: frame at" in line]
     assert len(warnings) == 3 and dst.read_bytes() == b"" and "Traceback" not in done.stdout + done.stderr
+
+
+# -- RTSP in and out ----------------------------------------------------------------------------------
+def test_the_restream_line_reads_rtsp_over_tcp_and_serves_the_encoder():
+    from linearsr_edge.gst.restream import launch_line
+
+    line = launch_line("rtsp://127.0.0.1:9/cam", "/b", quality=95, threads=2, record="/tmp/r.raw")
+    assert line.startswith("( rtspsrc location=rtsp://127.0.0.1:9/cam protocols=tcp")
+    assert "linearsr bundle=/b threads=2" in line and "rtpjpegpay name=pay0" in line
+    assert "filesink location=/tmp/r.raw" in line
+    plain = launch_line("clip.avi")
+    assert "linearsr" not in plain and plain.startswith("( filesrc location=clip.avi")
+    with pytest.raises(ValueError, match="codec must be"):
+        launch_line("x", codec="vp9")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(env, argv: list[str]):
+    """``linearsr-gst restream ...`` started and ready (it printed its URL), or a failure with its output."""
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "linearsr_edge.cli.gst", "restream", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    line = proc.stdout.readline()
+    if not line.startswith("serving rtsp://127.0.0.1:"):
+        proc.kill()
+        pytest.fail(f"restream did not start: {line}{proc.stderr.read()[-2000:]}")
+    return proc, line.split()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_bundle(tmp_path_factory):
+    """The demo model as onnx-fp32 at a small profile: its outputs are photos (the tiny model's random weights
+    give noise, which no JPEG quality keeps within 40 dB)."""
+    from linearsr_edge.build import ExportOptions, build_bundle
+    from linearsr_edge.specs import Profile
+
+    out = tmp_path_factory.mktemp("demo") / "onnx-fp32"
+    profile = Profile(min_hw=(64, 64), opt_hw=(128, 128), max_hw=(256, 256), batch=(1, 1, 2))
+    return build_bundle(ExportOptions(target="onnx-fp32", out=out, profile=profile, progress=False)).bundle
+
+
+def test_rtsp_in_and_out_on_loopback(gst_env, demo_bundle, tmp_path):
+    """An NVR-shaped run on 127.0.0.1: a clip served over RTSP (a camera), restreamed through linearsr over RTSP,
+    read back by an RTSP client. The frames it receives match the frames the server encoded (recorded from the
+    same pipeline) within JPEG's loss: PSNR >= 40 dB each."""
+    from linearsr_edge.quality.parity import psnr
+
+    if subprocess.run(["gst-inspect-1.0", "rtspsrc"], env=gst_env, capture_output=True).returncode != 0:
+        pytest.skip("rtspsrc is not installed (gstreamer1.0-plugins-good)")
+    bundle = demo_bundle
+    w, h, n = 32, 24, 8
+    clip = tmp_path / "clip.avi"
+    made = _launch(gst_env, f"videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width={w},height={h},"
+                            f"framerate=10/1 ! jpegenc quality=98 ! avimux ! filesink location={clip}")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    record, got = tmp_path / "encoded.raw", tmp_path / "received.raw"
+    camera = sr = None
+    try:
+        cam_args = [str(clip), "--port", str(_free_port()), "--mount", "/cam", "--quality", "98"]
+        camera, cam_url = _serve(gst_env, cam_args)
+        sr, sr_url = _serve(gst_env, [cam_url, "--bundle", str(bundle.path), "--port", str(_free_port()),
+                                      "--quality", "95", "--threads", "2", "--record", str(record)])  # fmt: skip
+        client = _launch(gst_env, f"rtspsrc location={sr_url} protocols=tcp ! rtpjpegdepay ! jpegdec ! videoconvert "
+                                  f"! video/x-raw,format=RGB ! filesink location={got}", timeout=240)  # fmt: skip
+        assert client.returncode == 0, client.stdout[-2000:] + client.stderr[-2000:]
+    finally:
+        for proc in (sr, camera):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    s = bundle.cfg.upscale
+    size = (w * s) * (h * s) * 3
+    received = np.frombuffer(got.read_bytes(), np.uint8)
+    encoded = np.frombuffer(record.read_bytes(), np.uint8)
+    assert received.size >= size and received.size % size == 0 and encoded.size % size == 0
+    received, encoded = received.reshape(-1, h * s, w * s, 3), encoded.reshape(-1, h * s, w * s, 3)
+    assert len(received) == len(encoded) == n  # over TCP: every frame of the clip, in order
+    for i, (frame, sent) in enumerate(zip(received, encoded, strict=True)):  # through JPEG at quality 95
+        assert psnr(frame, sent, peak=255.0) >= 40.0, i
