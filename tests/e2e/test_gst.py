@@ -209,6 +209,9 @@ def test_rtsp_in_and_out_on_loopback(gst_env, demo_bundle, tmp_path):
 
     if subprocess.run(["gst-inspect-1.0", "rtspsrc"], env=gst_env, capture_output=True).returncode != 0:
         pytest.skip("rtspsrc is not installed (gstreamer1.0-plugins-good)")
+    server = "import gi; gi.require_version('GstRtspServer', '1.0')"
+    if subprocess.run(["/usr/bin/python3", "-c", server], env=gst_env, capture_output=True).returncode != 0:
+        pytest.skip("gst-rtsp-server's bindings are not installed (gir1.2-gst-rtsp-server-1.0)")
     bundle = demo_bundle
     w, h, n = 32, 24, 8
     clip = tmp_path / "clip.avi"
