@@ -213,13 +213,16 @@ class OrtBinding(Binding):
     def __init__(self, session: ORTSession, static: Feeds) -> None:
         super().__init__(session, static)
         self._io = session._sess.io_binding()
-        for name, array in static.items():
-            self._io.bind_cpu_input(name, np.ascontiguousarray(array))
+        # held as long as the binding: whether ORT copies a bound array or reads it in place is its business
+        self._held = {name: np.ascontiguousarray(array) for name, array in static.items()}
+        for name, array in self._held.items():
+            self._io.bind_cpu_input(name, array)
 
     def _run(self, feeds: Feeds) -> Feeds:
         sess = self.session._sess
-        for name, array in feeds.items():
-            self._io.bind_cpu_input(name, np.ascontiguousarray(array))
+        held = {name: np.ascontiguousarray(array) for name, array in feeds.items()}  # alive through the run
+        for name, array in held.items():
+            self._io.bind_cpu_input(name, array)
         for name in self.session._outputs:
             self._io.bind_output(name)
         sess.run_with_iobinding(self._io)

@@ -187,11 +187,14 @@ class OVSession(Session):
         return self._infer(request, feeds)
 
     def _infer(self, request, feeds: Feeds) -> Feeds:
-        """Set ``feeds`` on ``request`` sharing their memory (no copy), infer, and copy the outputs out."""
+        """Set ``feeds`` on ``request`` sharing their memory (no copy), infer, and copy the outputs out. A shared
+        ``ov.Tensor`` does not keep its array alive: the contiguous copies of non-contiguous inputs are held here
+        until the inference is done (a tile's strided view, freed at once, read as garbage)."""
         import openvino as ov
 
-        for name, array in feeds.items():
-            request.set_tensor(name, ov.Tensor(np.ascontiguousarray(array), shared_memory=True))
+        held = {name: np.ascontiguousarray(array) for name, array in feeds.items()}
+        for name, array in held.items():
+            request.set_tensor(name, ov.Tensor(array, shared_memory=True))
         request.infer()
         return {name: np.array(request.get_tensor(name).data) for name in self.spec.output_names}
 
@@ -226,7 +229,8 @@ class OVBinding(Binding):
         import openvino as ov
 
         super().__init__(session, static)
-        self._static = {n: ov.Tensor(np.ascontiguousarray(a), shared_memory=True) for n, a in static.items()}
+        self._held = {n: np.ascontiguousarray(a) for n, a in static.items()}  # alive as long as the tensors
+        self._static = {n: ov.Tensor(a, shared_memory=True) for n, a in self._held.items()}
         self._set_on: set[int] = set()  # infer requests holding this binding's static tensors
 
     def _run(self, feeds: Feeds) -> Feeds:
