@@ -87,8 +87,16 @@ class ElementSettings:
     tile: int = 0  # output pixels; 0: tiles only frames above the bundle's profile
     roi: str = ""  # "x,y,w,h" of the input frame; empty: the whole frame
     options: str = ""  # more backend options, "name=value" separated by ';' (e.g. "device=CPU;precision_hint=f32")
+    reuse: str = "none"  # "tiles": change-aware streaming (linearsr_edge.pipeline.reuse)
+    reuse_threshold: int = 0  # input levels an encoder tile may move and still be reused
 
     def __post_init__(self) -> None:
+        if self.reuse not in ("none", "tiles"):
+            raise ConfigError(f"linearsr: reuse must be none or tiles, got {self.reuse!r}")
+        if not 0 <= self.reuse_threshold <= 255:
+            raise ConfigError(f"linearsr: reuse-threshold must be in 0..255, got {self.reuse_threshold}")
+        if self.reuse == "tiles" and self.roi:
+            raise ConfigError("linearsr: reuse=tiles runs whole frames in tiles: it takes no roi")
         for name in ("threads", "steps", "tile"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"linearsr: {name} must be 0 or more, got {getattr(self, name)}")

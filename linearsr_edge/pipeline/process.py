@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from linearsr_edge.pipeline.imaging import (
     to_model,
 )
 from linearsr_edge.schedule import StepPlan, make_plan, sample_many
+
+if TYPE_CHECKING:
+    from linearsr_edge.pipeline.reuse import TileMemo
 from linearsr_edge.tags import TagVocabulary
 
 # Components as functions of NumPy arrays: what every backend provides.
@@ -204,6 +208,7 @@ class SRProcess:
         cond: np.ndarray | None = None,
         on_step: Callable[[int], None] | None = None,
         batch: int | None = None,
+        memo: TileMemo | None = None,
     ) -> UpscaleResult:
         """``upscale`` in overlapping latent tiles of ``tile`` (latent pixels, ``overlap`` shared).
 
@@ -229,15 +234,21 @@ class SRProcess:
         grid = TileGrid(lh, lw, tile, overlap, self.cfg.patch_size)
         boxes = grid.boxes()
         pixel_boxes = [tuple(v * f for v in b) for b in boxes]
-        step = max(1, min(self.max_batch, batch or self.max_batch))
+        step = 1 if memo is not None else max(1, min(self.max_batch, batch or self.max_batch))
 
-        def batched(fn, parts: list[np.ndarray]) -> list[np.ndarray]:
+        def batched(fn, parts: list[np.ndarray], stage: str = "", tolerance: float = 0.0) -> list[np.ndarray]:
             out = []
             for j in range(0, len(parts), step):
-                out.extend(fn(np.stack(parts[j : j + step])))
+                if memo is None:
+                    out.extend(fn(np.stack(parts[j : j + step])))
+                else:
+                    out.extend(memo.call((stage, j), lambda f: fn(f["x"]), {"x": parts[j][None]}, tolerance))
             return out
 
-        enc = batched(self.encode, [up[:, y0:y1, x0:x1] for y0, y1, x0, x1 in pixel_boxes])
+        # input levels in the model's [-1, 1], through the bicubic upscale the encoder reads (it can amplify a
+        # pixel's change up to 1.6x: cubic kernel weights summing to 1.25 in absolute value per axis)
+        tolerance = 0.0 if memo is None else memo.threshold * 1.6 / 127.5
+        enc = batched(self.encode, [up[:, y0:y1, x0:x1] for y0, y1, x0, x1 in pixel_boxes], "encoder", tolerance)
         del up  # the host arrays grow with the output: free each as soon as it is used (memory.host_bytes)
         lr_latent = blend(enc, boxes, [grid.weights(b) for b in boxes], (enc[0].shape[0], lh, lw))[None]
         del enc
@@ -246,8 +257,11 @@ class SRProcess:
         del noise
         weights = [grid.weights(b) for b in boxes]
 
+        evaluations = iter(range(1 << 30))  # the expert calls' order in the frame: (step, evaluation) for the memo
+
         def velocity(k: int, xt: np.ndarray, sigma: float) -> np.ndarray:
             parts = []
+            evaluation = next(evaluations)
             for j in range(0, len(boxes), step):
                 chunk = boxes[j : j + step]
                 n = len(chunk)
@@ -257,7 +271,10 @@ class SRProcess:
                     "sigma": np.full((n,), sigma, np.float32),
                     "cond": np.repeat(cond[None], n, axis=0),
                 }
-                parts.extend(self.expert(k, feeds))
+                if memo is None:
+                    parts.extend(self.expert(k, feeds))
+                else:
+                    parts.extend(memo.call(("expert", evaluation, k, j), lambda f, k=k: self.expert(k, f), feeds))
             return blend(parts, boxes, weights, xt.shape[1:])[None]
 
         t1 = time.perf_counter()
@@ -266,11 +283,13 @@ class SRProcess:
         if self.cfg.parameterization == "residual":
             x0 = lr_latent + x0 / self.cfg.residual_scale
         x0 = x0.astype(np.float32)
-        dec = batched(self.decode, [x0[0, :, y0:y1, x0_:x1] for y0, y1, x0_, x1 in boxes])
+        dec = batched(self.decode, [x0[0, :, y0:y1, x0_:x1] for y0, y1, x0_, x1 in boxes], "decoder")
         pixels = blend(dec, pixel_boxes, [grid.weights(b, f) for b in boxes], (dec[0].shape[0], lh * f, lw * f))
         out = from_model(pixels[:, : out_hw[0], : out_hw[1]])
         t3 = time.perf_counter()
         timings = {"prepare": t1 - t0, "sample": t2 - t1, "decode": t3 - t2, "tiles": float(len(boxes))}
+        if memo is not None:
+            timings.update(tile_calls=float(memo.computed + memo.reused), tile_calls_reused=float(memo.reused))
         per = plan.steps_per_expert(self.cfg.num_experts)
         return UpscaleResult(out, plan, per, t3 - t0, timings, tiles=len(boxes), tile_px=max(grid.tile_hw) * f)
 

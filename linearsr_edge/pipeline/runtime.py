@@ -29,6 +29,7 @@ from linearsr_edge.pipeline import memory, sizes
 from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS, check_output_size, frame_rgb, output_order
 from linearsr_edge.pipeline.process import SampleOptions, SRProcess, UpscaleResult
 from linearsr_edge.pipeline.residency import Residency, ResidentSessions
+from linearsr_edge.pipeline.reuse import TileMemo
 from linearsr_edge.pipeline.session import (
     BackendOptions,
     Binding,
@@ -304,6 +305,7 @@ class SRRuntime:
         tiling: bool | None = None,
         tile: int | None = None,
         on_step: Callable[[int], None] | None = None,
+        reuse: TileMemo | None = None,
     ) -> UpscaleResult:
         """A frame (``uint8 [H, W, 3]``, any layout; see `frame_rgb` for gray, BGRA, ``color="bgr"``) ->
         `UpscaleResult` with ``uint8 [H*s, W*s, 3]`` in the frame's own channel order (``color``), or in
@@ -312,14 +314,22 @@ class SRRuntime:
         ``roi=(x, y, w, h)``: upscale only that box (seen with ``roi_margin`` pixels of context around it,
         within the frame); the result is the box at xs. ``tiling``: None tiles a frame larger than the
         exported profile (or the memory budget) in overlapping latent tiles, False refuses it, True always
-        tiles; ``tile``: the tile's output size in pixels (default: this device profile's).
+        tiles; ``tile``: the tile's output size in pixels (default: this device profile's). ``reuse``: a
+        `TileMemo` kept across a stream's frames (change-aware streaming: the frame runs tiled, and a tile call
+        whose inputs equal the previous frame's is answered from the memo; see `linearsr_edge.pipeline.reuse`).
         """
         output_order(np.zeros((1, 1, 3), np.uint8), color, out_color)  # a bad order is refused before any work
-        result = self._upscale_rgb(frame_rgb(image, color), opts, roi, roi_margin, tiling, tile, on_step)
+        rgb = frame_rgb(image, color)
+        if reuse is not None:
+            if roi is not None or tiling is False:
+                raise ConfigError("reuse runs whole frames in tiles: it takes no roi and no tiling=False")
+            reuse.start_frame(rgb)
+            tiling = True
+        result = self._upscale_rgb(rgb, opts, roi, roi_margin, tiling, tile, on_step, reuse)
         result.image = output_order(result.image, color, out_color)
         return result
 
-    def _upscale_rgb(self, image, opts, roi, roi_margin, tiling, tile, on_step) -> UpscaleResult:
+    def _upscale_rgb(self, image, opts, roi, roi_margin, tiling, tile, on_step, memo=None) -> UpscaleResult:
         if roi is not None:
             image, crop = sizes.roi_window(image, roi, roi_margin, self.cfg.upscale)
             return crop(self._upscale_rgb(image, opts, None, roi_margin, tiling, tile, on_step))
@@ -335,7 +345,9 @@ class SRRuntime:
         # a restricted policy takes whole tiles only: a side shorter than a tile is padded to one
         side = tuple(-(-t * self.process.codec_factor // self.cfg.upscale) for t in tiles.tile)
         padded = sizes.pad_frame(image, (max(h, side[0]), max(w, side[1]))) if self.sizes.restricted else image
-        result = self.process.upscale_tiled(padded, opts, tiles.tile, tiles.overlap, on_step=on_step, batch=tiles.batch)
+        result = self.process.upscale_tiled(
+            padded, opts, tiles.tile, tiles.overlap, on_step=on_step, batch=tiles.batch, memo=memo
+        )
         return self._cropped(result, h, w)
 
     def _cropped(self, result: UpscaleResult, height: int, width: int) -> UpscaleResult:

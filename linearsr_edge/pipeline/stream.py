@@ -56,14 +56,26 @@ def stream(
     roi_margin: int = 16,
     tiling: bool | None = None,
     tile: int | None = None,
+    reuse: str | None = None,
+    reuse_threshold: float = 0.0,
 ) -> Iterator[StreamResult]:
     """See `SRRuntime.stream`. ``queue``: frames read ahead of the worker (bounded: a fast camera waits
     instead of filling memory). ``seed``: the stream's noise seed (default ``opts.seed``);
     ``seed_per_frame`` adds the frame index (flickers; for comparison). ``warmup``: one untimed run at
     the first frame's size before it. ``color``, ``out_color``, ``roi``, ``roi_margin``, ``tiling``, ``tile``: as
-    for `SRRuntime.upscale`, for every frame (results come back in the frames' channel order by default)."""
+    for `SRRuntime.upscale`, for every frame (results come back in the frames' channel order by default).
+    ``reuse="tiles"``: change-aware streaming for fixed cameras (`linearsr_edge.pipeline.reuse`): frames run tiled,
+    and a tile is recomputed only when its inputs changed since the previous frame (byte for byte, or within
+    ``reuse_threshold`` input levels at the encoder); every result's ``timings`` count the tile calls reused."""
+    if reuse not in (None, "tiles"):
+        raise ConfigError(f"reuse must be None or 'tiles', got {reuse!r}")
+    if reuse is not None and seed_per_frame:
+        raise ConfigError("reuse='tiles' needs one noise seed for the stream: drop seed_per_frame")
+    from linearsr_edge.pipeline.reuse import TileMemo
+
+    memo = TileMemo(threshold=reuse_threshold) if reuse else None
     framing = {"color": color, "out_color": out_color, "roi": roi, "roi_margin": roi_margin, "tiling": tiling}
-    framing["tile"] = tile
+    framing.update(tile=tile, reuse=memo)
     if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
         raise ConfigError(f"queue must be a positive integer, got {queue!r}")
     opts = opts or SampleOptions()
@@ -105,7 +117,8 @@ def stream(
             try:
                 if not warmed:
                     warmed = True
-                    runtime.upscale(frame, frame_opts, **framing)  # untimed; a bad frame fails below
+                    # untimed (a bad frame fails below); without the memo, which the first frame fills for real
+                    runtime.upscale(frame, frame_opts, **{**framing, "reuse": None, "tiling": tiling or bool(memo)})
                 t0 = time.perf_counter()
                 result = runtime.upscale(frame, frame_opts, **framing)
                 out = StreamResult(i, result.image, time.perf_counter() - t0, None, result)

@@ -93,14 +93,15 @@ def _launch(env, pipeline: str, timeout: int = 300) -> subprocess.CompletedProce
 
 
 @pytest.mark.parametrize(
-    ("target", "caps", "out"),
+    ("target", "caps", "out", "extra"),
     [
-        ("onnx-fp32", "format=RGB,width=30,height=18", "RGB"),  # padded rows (stride 92)
-        ("onnx-fp32", "format=BGRx,width=24,height=16", "BGR"),  # another layout out
-        ("ov-fp32", "format=BGR,width=24,height=16", "BGR"),
+        ("onnx-fp32", "format=RGB,width=30,height=18", "RGB", ""),  # padded rows (stride 92)
+        ("onnx-fp32", "format=BGRx,width=24,height=16", "BGR", ""),  # another layout out
+        ("ov-fp32", "format=BGR,width=24,height=16", "BGR", ""),
+        ("onnx-fp32", "format=RGB,width=48,height=32", "RGB", "reuse=tiles tile=32"),  # change-aware, tiled
     ],
 )
-def test_pipeline_frames_equal_the_runtime(gst_env, tiny_bundles, tmp_path, target, caps, out):
+def test_pipeline_frames_equal_the_runtime(gst_env, tiny_bundles, tmp_path, target, caps, out, extra):
     from linearsr_edge.runtime import SRRuntime
 
     bundle = tiny_bundles(target).bundle
@@ -110,6 +111,7 @@ def test_pipeline_frames_equal_the_runtime(gst_env, tiny_bundles, tmp_path, targ
         gst_env,
         f"videotestsrc num-buffers={frames} pattern=snow ! video/x-raw,{caps},framerate=5/1 ! tee name=t "
         f"! queue ! filesink location={src} t. ! queue ! linearsr bundle={bundle.path} threads=2 steps=2 seed=3 "
+        f"{extra} "
         f"! video/x-raw,format={out} ! filesink location={dst}",
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
@@ -127,8 +129,9 @@ def test_pipeline_frames_equal_the_runtime(gst_env, tiny_bundles, tmp_path, targ
         for i in range(frames):
             frame = frame_from_buffer(raw_in[i * in_stride * h :], fmt_in, w, h, in_stride)
             got = frame_from_buffer(raw_out[i * out_stride * h * s :], out_fmt, w * s, h * s, out_stride)
+            tiled = {"tiling": True, "tile": 32} if "tile=32" in extra else {}
             want = rt.upscale(np.array(frame), SampleOptions(steps=2, seed=3), color=fmt_in.order,
-                              out_color=out_fmt.order).image  # fmt: skip
+                              out_color=out_fmt.order, **tiled).image  # fmt: skip
             assert np.abs(want.astype(int) - got).max() <= 1, i
             assert previous is None or not np.array_equal(previous, frame)  # the frames differ: a real stream
             previous = np.array(frame)

@@ -63,6 +63,8 @@ class LinearSR(GstBase.BaseTransform):
             ("tile", "tile side in output pixels (0: only frames above the bundle's profile)", 0),
             ("roi", "x,y,w,h of the input to upscale (empty: the whole frame)", ""),
             ("options", "backend options, name=value;... (e.g. device=CPU;precision_hint=f32)", ""),
+            ("reuse", "tiles: recompute only the tiles a change reaches (fixed cameras); none", "none"),
+            ("reuse-threshold", "input levels an encoder tile may move and still be reused (sensor noise)", 0),
         )
     }
 
@@ -90,6 +92,9 @@ class LinearSR(GstBase.BaseTransform):
             self._settings = settings
             self._runtime = self._load(settings)
             self._scale = self._runtime.cfg.upscale
+            from linearsr_edge.pipeline.reuse import TileMemo
+
+            self._memo = TileMemo(threshold=settings.reuse_threshold) if settings.reuse == "tiles" else None
         except LinearSRError as exc:
             self._error(Gst.ResourceError.SETTINGS, str(exc))
             return False
@@ -197,7 +202,7 @@ class LinearSR(GstBase.BaseTransform):
                 order = self._in_format.order
                 result = self._runtime.upscale(
                     frame, opts, color=order, out_color=self._out_format.order, roi=settings.roi_box(),
-                    tile=settings.tile or None, tiling=True if settings.tile else None,
+                    tile=settings.tile or None, tiling=True if settings.tile else None, reuse=self._memo,
                 )  # fmt: skip
             finally:
                 inbuf.unmap(src)
