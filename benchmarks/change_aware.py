@@ -54,6 +54,8 @@ def main() -> int:
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--tiles", type=int, nargs="+", default=[512, 256])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scenes", nargs="+", default=["fixed", "half", "cuts"])
+    ap.add_argument("--save", help="write the fixed scene's last reused frame (the object's neighbourhood) here")
     args = ap.parse_args()
 
     from linearsr_edge.bundle import Bundle
@@ -72,7 +74,7 @@ def main() -> int:
     clips = scenes(args.frames, w, h)
     for tile in args.tiles:
         rt.upscale(clips["fixed"][0], tiling=True, tile=tile)  # compile this tile's shapes
-        for name, frames in clips.items():
+        for name, frames in ((n, clips[n]) for n in args.scenes):
             memo = TileMemo()
             full_s = reuse_s = 0.0
             identical, reused, calls, tiles = True, 0.0, 0.0, 0
@@ -89,6 +91,14 @@ def main() -> int:
                     reused += mine.timings["tile_calls_reused"]
                     calls += mine.timings["tile_calls"]
             n = len(frames) - 1
+            if args.save and name == "fixed":
+                from PIL import Image
+
+                s = rt.cfg.upscale
+                y, x = (h // 3) * s, (40 + 8 * (len(frames) - 1)) * s
+                crop = mine.image[max(0, y - 96 * s // 2) : y + 160 * s, max(0, x - 64 * s) : x + 192 * s]
+                Image.fromarray(np.ascontiguousarray(crop)).save(args.save)
+                print(f"saved {args.save} ({crop.shape[1]}x{crop.shape[0]}, from the reused frame)")
             print(
                 f"| {name} | {tile} | {tiles} | {n / full_s:.3f} | {n / reuse_s:.3f} | **{full_s / reuse_s:.2f}x** "
                 f"| {100 * reused / calls:.0f} % | {identical} |",
