@@ -52,27 +52,46 @@ def register_shared_arena() -> None:
         _arena_registered = True
 
 
-def gemm_gflops(threads: int, n: int) -> float:
-    """ONNX Runtime's float32 ``n x n`` MatMul on the CPU with ``threads`` threads: GFLOP/s, best of 5 (the graph is
-    built with the ``onnx`` package, which runtime-only installs lack: ImportError there)."""
+def _product_rate(op: str, x: np.ndarray, weight: np.ndarray, out_type: int, threads: int) -> float:
+    """ONNX Runtime's rate of the one-node product ``op(x, weight)`` of two ``n x n`` matrices on the CPU with
+    ``threads`` threads, best of 5: 2 operations per multiply-add, in billions per second (the graph is built with
+    the ``onnx`` package, which runtime-only installs lack: ImportError there)."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "w")
+    n = x.shape[0]
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "w"], ["y"])],
-        "gemm",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
-        [weight],
+        [helper.make_node(op, ["a", "w"], ["y"])],
+        op,
+        [helper.make_tensor_value_info("a", helper.np_dtype_to_tensor_dtype(x.dtype), [n, n])],
+        [helper.make_tensor_value_info("y", out_type, [n, n])],
+        [numpy_helper.from_array(weight, "w")],
     )
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    x = rng.standard_normal((n, n), dtype=np.float32)
     return 2 * n**3 / best_seconds(lambda: sess.run(None, {"a": x})) / 1e9
+
+
+def gemm_gflops(threads: int, n: int) -> float:
+    """ONNX Runtime's float32 ``n x n`` MatMul on the CPU with ``threads`` threads: GFLOP/s, best of 5."""
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(0)
+    w, x = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    return _product_rate("MatMul", x, w, TensorProto.FLOAT, threads)
+
+
+def int8_gemm_gops(threads: int, n: int) -> float:
+    """ONNX Runtime's ``n x n`` uint8 x int8 -> int32 product (``MatMulInteger``, the kernel its quantized
+    MatMuls run) on the CPU with ``threads`` threads: GOP/s (2 per multiply-add), best of 5."""
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-64, 64, (n, n), dtype=np.int8)  # 7-bit, as exported
+    x = rng.integers(0, 256, (n, n), dtype=np.uint8)
+    return _product_rate("MatMulInteger", x, w, TensorProto.INT32, threads)
 
 
 CACHE_MAX_BYTES = 1 << 30  # larger graphs are not cached (one protobuf file holds at most 2 GiB)
@@ -86,29 +105,6 @@ def optimized_path(folder: Path, path: Path, digest: str, options: OrtOptions, v
     key = {"graph": digest, "ort": version, "machine": machine, "config": options.session_config}
     text = json.dumps(key, sort_keys=True)
     return folder / f"{path.stem}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.onnx"
-
-
-def int8_gemm_gops(threads: int, n: int) -> float:
-    """ONNX Runtime's ``n x n`` uint8 x int8 -> int32 product (``MatMulInteger``, the kernel its quantized
-    MatMuls run) on the CPU with ``threads`` threads: GOP/s (2 per multiply-add), best of 5."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.integers(-64, 64, (n, n), dtype=np.int8), "w")  # 7-bit, as exported
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "w"], ["y"])],
-        "gemm_int8",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
-        [weight],
-    )
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    x = rng.integers(0, 256, (n, n), dtype=np.uint8)
-    return 2 * n**3 / best_seconds(lambda: sess.run(None, {"a": x})) / 1e9
 
 
 class ORTSession(Session):
