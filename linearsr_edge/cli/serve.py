@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def triton_parser() -> argparse.ArgumentParser:
         help="copy the bundle into the repository and name no path of this machine: the repository can move "
         "(into a container, to another host); else the bundle is referenced by absolute path",
     )
+    ap.add_argument(
+        "--perf-data",
+        type=Path,
+        metavar="FILE",
+        help="also write perf_analyzer's --input-data JSON (a demo frame, a tag of the bundle) and print the "
+        "perf_analyzer command",
+    )
+    ap.add_argument("--perf-size", default="160x90", metavar="WxH", help="--perf-data: the frame size (default 160x90)")
     return ap
 
 
@@ -103,6 +112,14 @@ def triton_main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         print(f"wrote {model} (Triton Python backend, {backend})")
         print(f"serve it with: tritonserver --model-repository={args.repo}")
+        if args.perf_data is not None:
+            from linearsr_edge.bundle import Bundle
+            from linearsr_edge.serving.perfdata import perf_analyzer_command, write_perf_data
+            from linearsr_edge.specs import parse_resolution
+
+            h, w = parse_resolution(args.perf_size)
+            data = write_perf_data(Bundle.load(args.bundle), args.perf_data, w, h)
+            print(f"wrote {data} ({w}x{h} frame); load it with:\n  {perf_analyzer_command(data)}")
         return 0
 
     return run_cli(body, "linearsr-triton")
@@ -126,6 +143,8 @@ def serve_main(argv: list[str] | None = None) -> int:
             backend, options = "as written in the repository", None
         else:
             backend, options = _options(args, given)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"linearsr-serve: warning: binding {args.host}: reachable from other machines", file=sys.stderr)
         server = TritonServer(
             args.bundle, args.host, args.port, args.grpc_port, args.metrics_port, args.instances, backend, options,
             args.max_queue_delay_us, args.log, repo=args.repo, max_pixels=args.max_pixels,

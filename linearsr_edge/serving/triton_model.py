@@ -106,7 +106,8 @@ class TritonPythonModel:
         tags_tensor = pb_utils.get_input_tensor_by_name(request, "tags")
         tags = ()
         if tags_tensor is not None:
-            text = _array(tags_tensor).astype(np.uint8).tobytes().decode("utf-8")
+            # NUL bytes are padding (perf_analyzer sends an all-zero tags input): none left means no tags
+            text = _array(tags_tensor).astype(np.uint8).tobytes().replace(b"\0", b"").decode("utf-8")
             tags = tuple(t.strip() for t in text.split(",") if t.strip())
             self.runtime.process.cond(tags)  # an unknown tag fails here, for this request only
         return image, int(seed), SampleOptions(steps=None if steps is None else int(steps), tags=tags)

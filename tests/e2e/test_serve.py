@@ -105,7 +105,8 @@ def _infer_http(url, image, **extra):
         inputs.append(http.InferInput("seed", [1, 1], "INT64"))
         inputs[-1].set_data_from_numpy(np.array([[extra["seed"]]], np.int64))
     if "tags" in extra:
-        tags = np.frombuffer(",".join(extra["tags"]).encode(), np.uint8)[None]
+        raw = extra["tags"] if isinstance(extra["tags"], bytes) else ",".join(extra["tags"]).encode()
+        tags = np.frombuffer(raw, np.uint8)[None]
         inputs.append(http.InferInput("tags", list(tags.shape), "UINT8"))
         inputs[-1].set_data_from_numpy(tags)
     result = client.infer("linearsr", inputs, outputs=[http.InferRequestedOutput("image", binary_data=True)])
@@ -132,6 +133,32 @@ def test_parity_over_http_and_grpc(server, demo_bundle):
         seeded = rt.upscale(frames[0], SampleOptions(seed=7, tags=("portrait",))).image
     got = _infer_http(server.http_url, frames[0], seed=7, tags=["portrait"])
     assert np.abs(got.astype(int) - seeded).max() <= 1
+
+
+@needs_server
+def test_nul_bytes_in_tags_are_padding_as_perf_analyzer_sends_them(server, demo_bundle, tmp_path):
+    """perf_analyzer sends every input; an all-zero ``tags`` means no tags, NUL padding after a tag is dropped.
+    ``linearsr-triton --perf-data`` writes a request perf_analyzer can send: a real frame and a real tag."""
+    import json
+
+    from linearsr_edge.cli.serve import triton_main
+    from linearsr_edge.serving.perfdata import perf_data
+
+    frame = _frame(16, 24, 4)
+    plain = _infer_http(server.http_url, frame, seed=3)
+    assert np.array_equal(_infer_http(server.http_url, frame, seed=3, tags=b"\0"), plain)
+    assert np.array_equal(_infer_http(server.http_url, frame, seed=3, tags=b"\0\0\0\0"), plain)
+    tagged = _infer_http(server.http_url, frame, seed=3, tags=["portrait"])
+    assert np.array_equal(_infer_http(server.http_url, frame, seed=3, tags=b"portrait\0\0"), tagged)
+    assert not np.array_equal(tagged, plain)  # the tag does change the result: the checks above could fail
+    request = perf_data(demo_bundle, 40, 24)["data"][0]
+    assert request["image"]["shape"] == [24, 40, 3] and len(request["image"]["content"]) == 24 * 40 * 3
+    assert bytes(request["tags"]["content"]) == b"portrait" and request["tags"]["shape"] == [8]
+    assert request["seed"] == [0] and request["steps"] == [demo_bundle.cfg.default_steps]
+    out = tmp_path / "pa.json"
+    assert triton_main([str(demo_bundle.path), "--repo", str(tmp_path / "repo"), "--perf-data", str(out),
+                        "--perf-size", "40x24"]) == 0  # fmt: skip
+    assert json.loads(out.read_text()) == perf_data(demo_bundle, 40, 24)
 
 
 @needs_server
