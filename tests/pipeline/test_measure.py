@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from linearsr_edge.checks import QualityThresholds
-from linearsr_edge.profiling.choice import fastest_passing, measure, measured_choice
+from linearsr_edge.profiling.choice import Candidate, fastest_passing, measure, measured_choice
 
 
 def test_a_target_failing_its_golden_set_is_never_chosen(tiny_bundles):
@@ -66,3 +66,24 @@ def test_doctor_and_export_auto_read_the_choice_measured_on_this_machine(tmp_pat
     err = capsys.readouterr().err
     assert "--checkpoint, --size and --repeats apply to --measure" in err and "use it with --target auto" in err
     assert not (tmp_path / "b").exists()
+
+
+_CANDIDATES = [
+    Candidate("ov-int8", "failed", 0.01, 1.9, "golden set failed here: expert_0"),
+    Candidate("onnx-int8", "passed", 0.30, 1.1, "onnxruntime"),
+    Candidate("ov-fp32", "passed", 0.20, 1.5, "openvino"),
+]
+
+
+def test_auto_takes_the_measured_target_when_it_can_be_exported_else_the_profile_order():
+    """Needs the export stack (the unit lane's torch-free install can export no target)."""
+    from linearsr_edge.cli.doctor import recommend
+    from linearsr_edge.devices.profiles import DeviceProfile
+
+    profile = DeviceProfile("p", {}, 1 << 30, ("onnx-fp32", "ov-fp32"), (1280, 720), 512, reason="static")
+    assert recommend(profile) == ("onnx-fp32", "static")
+    measured = measured_choice(_CANDIDATES, "demo", (128, 128), 2, fingerprint={})
+    name, why = recommend(profile, measured)
+    assert name == "ov-fp32" and "measured on this machine" in why and "0.200 s per 128x128" in why
+    gone = measured_choice([Candidate("npu-int4", "passed", 0.01)], "demo", (128, 128), 2, fingerprint={})
+    assert recommend(profile, gone) == ("onnx-fp32", "static")  # not a target of this version

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from linearsr_edge.devices.profiles import DeviceProfile
 from linearsr_edge.profiling.choice import (
     Candidate,
     MeasuredChoice,
@@ -60,15 +59,3 @@ def test_the_cache_is_keyed_by_the_machine_fingerprint(tmp_path):
     assert cached_choice(FP_B, tmp_path) is None
     choice_path(FP_A, tmp_path).write_text("{not json")
     assert cached_choice(FP_A, tmp_path) is None
-
-
-def test_auto_takes_the_measured_target_when_it_can_be_exported_else_the_profile_order():
-    from linearsr_edge.cli.doctor import recommend
-
-    profile = DeviceProfile("p", {}, 1 << 30, ("onnx-fp32", "ov-fp32"), (1280, 720), 512, reason="static")
-    assert recommend(profile) == ("onnx-fp32", "static")
-    measured = measured_choice(_candidates(), "demo", (128, 128), 2, fingerprint=FP_A)
-    name, why = recommend(profile, measured)
-    assert name == "ov-fp32" and "measured on this machine" in why and "0.200 s per 128x128" in why
-    gone = measured_choice([Candidate("npu-int4", "passed", 0.01)], "demo", (128, 128), 2, fingerprint=FP_A)
-    assert recommend(profile, gone) == ("onnx-fp32", "static")  # not a target of this version
