@@ -152,10 +152,11 @@ def test_the_script_exits_without_teardown_and_loses_nothing(model_dir, photo, t
         "sys.argv[0] = 'linearsr-upscale'; console()"
     )
     argv = [str(photo), "-o", str(out), "--model", str(model_dir), "--steps", "2"]
-    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    text = {"encoding": "utf-8", "errors": "replace"}  # the progress bar's blocks, whatever the locale
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, timeout=300, **text)
     assert done.returncode == 0, done.stderr
     assert f"-> {out} 24x20" in done.stdout and hook.read_text() == "yes"
     assert main([*argv[:2], str(tmp_path / "again.png"), *argv[3:], "-q"]) == 0  # the same call in this process
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(tmp_path / "again.png")))
-    bad = subprocess.run([sys.executable, "-c", code, "-o", str(out)], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, "-c", code, "-o", str(out)], capture_output=True, timeout=120, **text)
     assert bad.returncode == 2 and "give an input image" in bad.stderr

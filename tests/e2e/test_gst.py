@@ -89,7 +89,8 @@ def test_gst_inspect_describes_the_element(gst_env):
 
 
 def _launch(env, pipeline: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([GST, "-m", *pipeline.split()], env=env, capture_output=True, text=True, timeout=timeout)
+    text = {"encoding": "utf-8", "errors": "replace"}  # whatever the locale
+    return subprocess.run([GST, "-m", *pipeline.split()], env=env, capture_output=True, timeout=timeout, **text)
 
 
 @pytest.mark.parametrize(
