@@ -10,6 +10,7 @@ SIGTERM; it prints the endpoints once the model has warmed up and the server is 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -81,6 +82,11 @@ def serve_parser() -> argparse.ArgumentParser:
         "--repo", type=Path, help="serve this repository (linearsr-triton --repo DIR) instead of a bundle, as it is"
     )
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ap.add_argument(
+        "--admin-key",
+        help="the key (header linearsr-admin-key) that opens model control, shared memory, logging and trace "
+        "(inference stays open); without one a random key is made and printed (default: $LINEARSR_SERVE_ADMIN_KEY)",
+    )
     ap.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     ap.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
     ap.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
@@ -131,7 +137,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from linearsr_edge.errors import ConfigError
-        from linearsr_edge.serving.triton import TritonServer
+        from linearsr_edge.serving.triton import ADMIN_HEADER, GRPC_ADMIN_HEADER, TritonServer
 
         given = given_flags(parser, args)
         if (args.bundle is None) == (args.repo is None):
@@ -148,6 +154,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         server = TritonServer(
             args.bundle, args.host, args.port, args.grpc_port, args.metrics_port, args.instances, backend, options,
             args.max_queue_delay_us, args.log, repo=args.repo, max_pixels=args.max_pixels,
+            admin_key=args.admin_key or os.environ.get("LINEARSR_SERVE_ADMIN_KEY") or None,
         )  # fmt: skip
         stop = threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -159,6 +166,8 @@ def serve_main(argv: list[str] | None = None) -> int:
                 f"  gRPC    {server.grpc_url}\n"
                 f"  metrics http://{args.host}:{args.metrics_port}/metrics\n"
                 f"  ready   http://{server.http_url}/v2/health/ready\n"
+                f"  admin   model control, shared memory, logging and trace need the header "
+                f"{ADMIN_HEADER}: {server.admin_key} (gRPC: {GRPC_ADMIN_HEADER})\n"
                 "Ctrl-C or SIGTERM stops it.",
                 flush=True,
             )

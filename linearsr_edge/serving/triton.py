@@ -19,6 +19,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import site
@@ -37,6 +38,12 @@ from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 
 MODEL = "linearsr"
 KINDS = ("KIND_CPU", "KIND_GPU")
+
+
+ADMIN_HEADER = "linearsr-admin-key"  # the HTTP header that opens the restricted API groups
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the same over gRPC (Triton prefixes it)
+RESTRICTED_HTTP = "model-repository,shared-memory,logging,trace"  # statistics stay open: perf_analyzer reads them
+RESTRICTED_GRPC = "model-repository,shared-memory,logging,trace"
 
 
 class ServeError(LinearSRError):
@@ -181,7 +188,10 @@ class TritonServer:
         log: Path | None = None,
         repo: str | Path | None = None,
         max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+        admin_key: str | None = None,
     ) -> None:
+        if admin_key is not None and (not admin_key or any(c in admin_key for c in ",:= \n")):
+            raise ConfigError("the admin key must be non-empty, without ',', ':', '=', spaces or newlines")
         if (bundle is None) == (repo is None):
             raise ConfigError("serve a bundle or a repository (linearsr-triton), one of the two")
         if repo is not None and not (Path(repo) / MODEL / "config.pbtxt").is_file():
@@ -192,6 +202,9 @@ class TritonServer:
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.instances, self.backend, self.options = instances, backend, options
         self.max_queue_delay_us, self.log = max_queue_delay_us, log
+        # model control, shared memory, logging and trace answer only requests carrying this key in
+        # the ADMIN_HEADER (Triton's restricted API groups); inference, health, metadata, statistics stay open
+        self.admin_key = admin_key or secrets.token_urlsafe(18)
         self.process: subprocess.Popen | None = None
         self.tmp: Path | None = None
         self._out = None  # the log file, when one was given
@@ -215,6 +228,8 @@ class TritonServer:
             f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
+            f"--http-restricted-api={RESTRICTED_HTTP}:{ADMIN_HEADER}={self.admin_key}",
+            f"--grpc-restricted-protocol={RESTRICTED_GRPC}:{ADMIN_HEADER}={self.admin_key}",
             "--exit-on-error=true",
             "--exit-timeout-secs=5",  # open client connections must not hold SIGTERM past the 10 s limit
             "--log-verbose=0",

@@ -162,6 +162,39 @@ def test_nul_bytes_in_tags_are_padding_as_perf_analyzer_sends_them(server, demo_
 
 
 @needs_server
+def test_admin_apis_need_the_key_and_inference_does_not(server):
+    """Model control, shared memory, logging and trace answer 403 without the key header (Triton's restricted API
+    groups), over HTTP and gRPC; with it they answer; inference, health and statistics stay open."""
+    import urllib.error
+    import urllib.request
+
+    import tritonclient.grpc as grpc
+
+    from linearsr_edge.serving.triton import ADMIN_HEADER, GRPC_ADMIN_HEADER
+
+    def status(path: str, method: str = "GET", key: str | None = None) -> int:
+        request = urllib.request.Request(f"http://{server.http_url}{path}", method=method, data=b"{}" if method ==
+                                         "POST" else None, headers={ADMIN_HEADER: key} if key else {})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    for path, method in (("/v2/repository/index", "POST"), ("/v2/logging", "GET"), ("/v2/trace/setting", "GET"),
+                         ("/v2/systemsharedmemory/status", "GET")):  # fmt: skip
+        assert status(path, method) == 403, path
+        assert status(path, method, "wrong") == 403, path
+        assert status(path, method, server.admin_key) == 200, path
+    assert status("/v2/health/ready") == 200 and status("/v2/models/linearsr/stats") == 200
+    assert _infer_http(server.http_url, _frame(16, 24)).shape == (64, 96, 3)
+    client = grpc.InferenceServerClient(server.grpc_url)
+    with pytest.raises(Exception, match="(?i)permission|denied|restricted|unavailable|unauthori"):
+        client.get_model_repository_index()
+    assert client.get_model_repository_index(headers={GRPC_ADMIN_HEADER: server.admin_key}) is not None
+
+
+@needs_server
 def test_concurrent_clients_are_batched(server, demo_bundle):
     import tritonclient.http as http
 
