@@ -88,9 +88,10 @@ def test_gst_inspect_describes_the_element(gst_env):
     assert "{ (string)RGB, (string)BGR, (string)RGBx, (string)BGRx }" in out
 
 
-def _launch(env, pipeline: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def _launch(env, pipeline: str, timeout: int = 300, verbose: bool = False) -> subprocess.CompletedProcess:
     text = {"encoding": "utf-8", "errors": "replace"}  # whatever the locale
-    return subprocess.run([GST, "-m", *pipeline.split()], env=env, capture_output=True, timeout=timeout, **text)
+    flags = ["-m", "-v"] if verbose else ["-m"]
+    return subprocess.run([GST, *flags, *pipeline.split()], env=env, capture_output=True, timeout=timeout, **text)
 
 
 @pytest.mark.parametrize(
@@ -246,3 +247,21 @@ def test_rtsp_in_and_out_on_loopback(gst_env, demo_bundle, tmp_path):
     assert len(received) == len(encoded) == n  # over TCP: every frame of the clip, in order
     for i, (frame, sent) in enumerate(zip(received, encoded, strict=True)):  # through JPEG at quality 95
         assert psnr(frame, sent, peak=255.0) >= 40.0, i
+
+
+def test_timestamps_durations_and_the_frame_rate_are_kept(gst_env, tiny_bundles):
+    import re
+
+    bundle = tiny_bundles("onnx-fp32").bundle
+    pipeline = (
+        "videotestsrc num-buffers=3 ! video/x-raw,format=RGB,width=24,height=16,framerate=5/1 "
+        f"! linearsr bundle={bundle.path} threads=1 ! fakesink silent=false"
+    )
+    done = _launch(gst_env, pipeline, verbose=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    chains = re.findall(r"chain .*?\((\d+) bytes, dts: \S+, pts: ([\d:.]+), duration: ([\d:.]+)", done.stdout)
+    s = bundle.cfg.upscale
+    assert [c[0] for c in chains] == [str(24 * s * 16 * s * 3)] * 3
+    assert [c[1] for c in chains] == ["0:00:00.000000000", "0:00:00.200000000", "0:00:00.400000000"]
+    assert {c[2] for c in chains} == {"0:00:00.200000000"}
+    assert "framerate=(fraction)5/1" in done.stdout  # the output caps keep the rate
