@@ -116,13 +116,18 @@ def frame_rgb(frame: np.ndarray, color: str = "rgb", name: str = "frame") -> np.
     return check_image(np.ascontiguousarray(frame), name)
 
 
-def output_order(image: np.ndarray, color: str = "rgb", out_color: str | None = None) -> np.ndarray:
-    """An RGB result in the caller's channel order: ``out_color`` if given, else the order the frame came in
-    (``color``): an OpenCV caller gets BGR back."""
+def result_order(color: str = "rgb", out_color: str | None = None) -> str:
+    """The channel order a result comes back in: ``out_color`` if given, else the order the frame came in
+    (``color``): an OpenCV caller gets BGR back. A bad order is refused (before any work)."""
     order = color if out_color is None else out_color
     if order not in ("rgb", "bgr"):
         raise ConfigError(f"out_color must be 'rgb', 'bgr' or None (the input's order), got {order!r}")
-    return np.ascontiguousarray(image[:, :, ::-1]) if order == "bgr" else image
+    return order
+
+
+def output_order(image: np.ndarray, color: str = "rgb", out_color: str | None = None) -> np.ndarray:
+    """An RGB result in the caller's channel order (`result_order`)."""
+    return np.ascontiguousarray(image[:, :, ::-1]) if result_order(color, out_color) == "bgr" else image
 
 
 def check_output_size(height: int, width: int, factor: int, max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> None:

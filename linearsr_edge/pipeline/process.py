@@ -7,6 +7,7 @@ three component functions and runs this same loop.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -27,10 +28,10 @@ from linearsr_edge.pipeline.imaging import (
     to_model,
 )
 from linearsr_edge.schedule import StepPlan, make_plan, sample_many
+from linearsr_edge.tags import TagVocabulary
 
 if TYPE_CHECKING:
     from linearsr_edge.pipeline.reuse import TileMemo
-from linearsr_edge.tags import TagVocabulary
 
 # Components as functions of NumPy arrays: what every backend provides.
 EncodeFn = Callable[[np.ndarray], np.ndarray]  # image [B, 3, H, W] -> latent [B, C, h, w]
@@ -257,7 +258,7 @@ class SRProcess:
         del noise
         weights = [grid.weights(b) for b in boxes]
 
-        evaluations = iter(range(1 << 30))  # the expert calls' order in the frame: (step, evaluation) for the memo
+        evaluations = itertools.count()  # the expert calls' order in the frame: the memo's key for each
 
         def velocity(k: int, xt: np.ndarray, sigma: float) -> np.ndarray:
             parts = []

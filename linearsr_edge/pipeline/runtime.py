@@ -26,7 +26,13 @@ import numpy as np
 from linearsr_edge.bundle import Bundle
 from linearsr_edge.errors import ConfigError, InputSpecError
 from linearsr_edge.pipeline import memory, sizes
-from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS, check_output_size, frame_rgb, output_order
+from linearsr_edge.pipeline.imaging import (
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    check_output_size,
+    frame_rgb,
+    output_order,
+    result_order,
+)
 from linearsr_edge.pipeline.process import SampleOptions, SRProcess, UpscaleResult
 from linearsr_edge.pipeline.residency import Residency, ResidentSessions
 from linearsr_edge.pipeline.reuse import TileMemo
@@ -57,6 +63,7 @@ class SRRuntime:
         self.components = components
         self.memory_budget = None  # see the property: the device profile's unless set
         self._trace: list[ComponentCall] | None = None
+        self._prepared: set[frozenset] = set()  # the (session, shapes) sets `_prepare` compiled already
         self._specs = dict(components.specs)
         kinds = {name: spec.kind for name, spec in self._specs.items()}
         try:
@@ -170,8 +177,14 @@ class SRRuntime:
             resident = self._residents.open_sessions()
             jobs = [(resident[n], s) for n, shapes in wanted.items() if n in resident for s in shapes]
             jobs = [(session, s) for session, s in jobs if session.compiles]
-            if not jobs:
+            # a stream's frames ask for the same shapes every call: those sessions are ready (or compile on use if
+            # their cache evicted a shape since), so no thread pool is started per frame
+            key = frozenset((id(session), tuple(sorted(s.items()))) for session, s in jobs)
+            if not jobs or key in self._prepared:
                 return
+            if len(self._prepared) >= 64:  # many frame sizes: forget, at worst a set is looked at again
+                self._prepared.clear()
+            self._prepared.add(key)
 
             def prepare(job) -> None:
                 session, shapes = job
@@ -318,7 +331,7 @@ class SRRuntime:
         `TileMemo` kept across a stream's frames (change-aware streaming: the frame runs tiled, and a tile call
         whose inputs equal the previous frame's is answered from the memo; see `linearsr_edge.pipeline.reuse`).
         """
-        output_order(np.zeros((1, 1, 3), np.uint8), color, out_color)  # a bad order is refused before any work
+        result_order(color, out_color)  # a bad order is refused before any work
         rgb = frame_rgb(image, color)
         if reuse is not None:
             if roi is not None or tiling is False:
@@ -371,7 +384,7 @@ class SRRuntime:
         ``out_color`` says otherwise. Frames that `upscale` would tile (above the profile or the memory budget)
         are tiled one by one, each equal to its own `upscale`."""
         opts = opts or SampleOptions()
-        output_order(np.zeros((1, 1, 3), np.uint8), color, out_color)
+        result_order(color, out_color)
         images = [frame_rgb(img, color, f"image {i}") for i, img in enumerate(images)]
         seeds = [opts.seed] * len(images) if seeds is None else [int(v) for v in seeds]
         if len(seeds) != len(images):

@@ -62,6 +62,17 @@ def test_caps_sizes_settings_and_options():
     assert venv_free_path(os.pathsep.join([venv, "/usr/bin"])) in (None, "/usr/bin")
 
 
+def test_the_helper_cli_says_what_it_needs_in_one_line(capsys):
+    from linearsr_edge.cli.gst import main
+
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert "export GST_PLUGIN_PATH=" in out and "linearsr_edge/gst/plugin" in out and "export PYTHONPATH=" in out
+    assert main(["run"]) == 2 and "give the command" in capsys.readouterr().err
+    assert main(["run", "no-such-gst-tool"]) == 2 and "no-such-gst-tool is not installed" in capsys.readouterr().err
+    assert main(["check", "extra"]) == 2 and "check takes no arguments" in capsys.readouterr().err
+
+
 # -- real pipelines --------------------------------------------------------------------------------
 GST = shutil.which("gst-launch-1.0")
 
