@@ -7,6 +7,7 @@ that stay the same across a sampler's steps in an IO binding.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -97,12 +98,17 @@ def int8_gemm_gops(threads: int, n: int) -> float:
 CACHE_MAX_BYTES = 1 << 30  # larger graphs are not cached (one protobuf file holds at most 2 GiB)
 
 
+@functools.lru_cache(maxsize=1)
+def _machine() -> dict:
+    """What an optimized graph is specific to (read once per process: every session of a bundle asks)."""
+    return {k: v for k, v in machine_summary().items() if k in ("cpu", "isa", "arch", "isa_cap")}
+
+
 def optimized_path(folder: Path, path: Path, digest: str, options: OrtOptions, version: str) -> Path:
     """Where the optimized graph of ``path`` (sha256 ``digest``) is cached: keyed by the graph, ONNX Runtime's
     version, this CPU (level-ALL graphs hold layout transforms for its ISA) and the session config entries, which
     can change what the optimizer does (``session.disable_quant_qdq``)."""
-    machine = {k: v for k, v in machine_summary().items() if k in ("cpu", "isa", "arch", "isa_cap")}
-    key = {"graph": digest, "ort": version, "machine": machine, "config": options.session_config}
+    key = {"graph": digest, "ort": version, "machine": _machine(), "config": options.session_config}
     text = json.dumps(key, sort_keys=True)
     return folder / f"{path.stem}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.onnx"
 

@@ -73,6 +73,7 @@ class LinearSR(GstBase.BaseTransform):
         self._values = {name: field.default for name, field in PROPS.items()}
         self._runtime = None
         self._scale = None
+        self._scale_of: tuple[str, int] = ("", 4)  # (bundle path, its factor) read before start
         self._in = self._out = None
         self.set_qos_enabled(True)
 
@@ -125,15 +126,20 @@ class LinearSR(GstBase.BaseTransform):
 
     # -- caps ---------------------------------------------------------------------------------------
     def _factor(self) -> int:
-        if self._scale is None:  # negotiation before start (linking, a caps query): the manifest says it
+        if self._scale is not None:
+            return self._scale
+        # negotiation before start (linking, a caps query): the manifest says it, read once per bundle path
+        # (loading a bundle hashes its files, and negotiation asks several times)
+        path = self._values["bundle"]
+        if self._scale_of[0] != path:
             from linearsr_edge.bundle import Bundle
             from linearsr_edge.errors import LinearSRError
 
             try:
-                return Bundle.load(self._values["bundle"]).cfg.upscale
+                self._scale_of = (path, Bundle.load(path).cfg.upscale)
             except LinearSRError:  # no bundle yet, or a bad one: start() says why on the bus
                 return 4
-        return self._scale
+        return self._scale_of[1]
 
     def do_transform_caps(self, direction, caps, filter_):
         side = "sink" if direction == Gst.PadDirection.SINK else "src"
