@@ -19,6 +19,7 @@ gi.require_version("GstBase", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
+from linearsr_edge.errors import ConfigError  # noqa: E402
 from linearsr_edge.gst import (  # noqa: E402
     CAPS_FORMATS,
     ElementSettings,
@@ -151,7 +152,7 @@ class LinearSR(GstBase.BaseTransform):
             if ok_w and ok_h:
                 try:
                     w, h = scaled_size(w, h, self._factor(), side)
-                except Exception:
+                except ConfigError:  # a source size no input gives: not a caps this element can answer
                     continue
                 s.set_value("width", w)
                 s.set_value("height", h)
