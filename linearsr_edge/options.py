@@ -29,12 +29,21 @@ def flag(default: Any, name: str, help: str, invert: bool = False, scope: str = 
 def positive_int(text: str) -> int:
     """An argparse ``type`` for counts and sizes: a user who types ``--threads 0`` reads
     ``argument --threads: must be a positive integer, got '0'``."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type`` for limits where 0 means none: ``must be an integer >= 0, got '-1'``."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return value
 
 

@@ -17,12 +17,22 @@ import threading
 from pathlib import Path
 
 from linearsr_edge.cli.common import add_backend_flags, backend_options, run_cli, version_string
-from linearsr_edge.options import given_flags, positive_int
+from linearsr_edge.options import given_flags, non_negative_int, positive_int
 from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 
 
+class _VersionAction(argparse.Action):
+    """linearsr-triton's ``--version N``: the model version to write; ``--version`` alone: the program's."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value is None:
+            parser.exit(message=version_string(parser.prog) + "\n")
+        setattr(namespace, self.dest, positive_int(value))
+
+
 def _common(ap: argparse.ArgumentParser, bundle_required: bool = True) -> None:
-    ap.add_argument("--version", action="version", version=version_string(ap.prog))
+    if ap.prog != "linearsr-triton":  # there --version N is the model version (alone, the program's)
+        ap.add_argument("--version", action="version", version=version_string(ap.prog))
     ap.add_argument("bundle", type=Path, nargs=None if bundle_required else "?", help="bundle folder (linearsr-export)")
     ap.add_argument(
         "--max-pixels",
@@ -35,6 +45,20 @@ def _common(ap: argparse.ArgumentParser, bundle_required: bool = True) -> None:
     ap.add_argument("--instances", type=positive_int, default=1, help="model instances (Triton instance_group count)")
     ap.add_argument(
         "--max-queue-delay-us", type=int, default=2000, help="dynamic batching: wait this long to merge (2000)"
+    )
+    ap.add_argument(
+        "--max-queue-size",
+        type=non_negative_int,
+        metavar="N",
+        help="refuse a request (HTTP 503, gRPC UNAVAILABLE) when N wait already; 0: no limit (default: two full "
+        "batches per instance, 16 per instance)",
+    )
+    ap.add_argument(
+        "--queue-timeout-ms",
+        type=non_negative_int,
+        metavar="MS",
+        help="refuse a request that waited MS in the queue (503 / UNAVAILABLE); 0: no limit (default: the time of "
+        "one and a half full batches, from one request measured here at start)",
     )
     add_backend_flags(ap)
 
@@ -63,6 +87,17 @@ def triton_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write perf_analyzer's --input-data JSON (a demo frame, a tag of the bundle) and print the "
         "perf_analyzer command",
+    )
+    ap.add_argument(
+        "--version",
+        dest="model_version",
+        action=_VersionAction,
+        nargs="?",
+        default=1,
+        metavar="N",
+        help="write the bundle as model version N (default 1; alone: print the program's version); the newest "
+        "version is served: with version N+1 written into a repository that linearsr-serve --repo serves, a "
+        "model-control load call (or SIGHUP to linearsr-serve) takes it live without dropping a request",
     )
     ap.add_argument("--perf-size", default="160x90", metavar="WxH", help="--perf-data: the frame size (default 160x90)")
     return ap
@@ -104,22 +139,50 @@ def _options(args, given):
     return info.name, backend_options(info, args, given)
 
 
+def _queue_policy(args, backend, options):
+    """The queue policy the flags ask for; what they leave out is sized from one request measured here."""
+    from linearsr_edge.serving.triton import MAX_BATCH, QueuePolicy, request_latency
+
+    size, timeout_ms = args.max_queue_size, args.queue_timeout_ms
+    if size is not None and timeout_ms is not None:
+        return QueuePolicy(size, timeout_ms * 1000)
+    latency = request_latency(args.bundle, backend, options)
+    sized = QueuePolicy.sized(latency, MAX_BATCH, args.instances)
+    policy = QueuePolicy(
+        sized.max_queue_size if size is None else size, sized.timeout_us if timeout_ms is None else timeout_ms * 1000
+    )
+    print(
+        f"queue: at most {policy.max_queue_size or 'any number of'} requests wait, "
+        + (f"none longer than {policy.timeout_us / 1000:.0f} ms" if policy.timeout_us else "without a time limit")
+        + f" (one request measured here: {latency * 1000:.0f} ms; --max-queue-size, --queue-timeout-ms set them)",
+        flush=True,
+    )
+    return policy
+
+
 def triton_main(argv: list[str] | None = None) -> int:
     parser = triton_parser()
     args = parser.parse_args(argv)
 
     def body() -> int:
-        from linearsr_edge.serving.triton import write_repository
+        from linearsr_edge.bundle import Bundle
+        from linearsr_edge.serving.triton import MODEL, max_input_bytes, write_repository
 
         backend, options = _options(args, given_flags(parser, args))
+        queue = _queue_policy(args, backend, options)
         model = write_repository(
             args.bundle, args.repo, backend, options, args.max_queue_delay_us, args.instances, args.kind,
-            copy_bundle=args.copy_bundle, max_pixels=args.max_pixels,
+            copy_bundle=args.copy_bundle, max_pixels=args.max_pixels, queue=queue, version=args.model_version,
         )  # fmt: skip
-        print(f"wrote {model} (Triton Python backend, {backend})")
-        print(f"serve it with: tritonserver --model-repository={args.repo}")
+        print(f"wrote {model / str(args.model_version)} (Triton Python backend, {backend})")
+        bound = max_input_bytes(args.max_pixels, Bundle.load(args.bundle).cfg.upscale)
+        print(
+            f"serve it with: tritonserver --model-repository={args.repo} --http-max-input-size={bound} "
+            f"--model-control-mode=explicit --load-model={MODEL}\n"
+            f"  or: linearsr-serve --repo {args.repo}   (a newer version goes live with SIGHUP to it, or a "
+            f"POST to /v2/repository/models/{MODEL}/load with its admin key)"
+        )
         if args.perf_data is not None:
-            from linearsr_edge.bundle import Bundle
             from linearsr_edge.serving.perfdata import perf_analyzer_command, write_perf_data
             from linearsr_edge.specs import parse_resolution
 
@@ -142,6 +205,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         given = given_flags(parser, args)
         if (args.bundle is None) == (args.repo is None):
             raise ConfigError("give a bundle to serve, or --repo DIR (a repository from linearsr-triton)")
+        queue = None
         if args.repo is not None:
             fixed = [f for f in given if f not in ("--max-pixels",)]
             if fixed:
@@ -149,15 +213,18 @@ def serve_main(argv: list[str] | None = None) -> int:
             backend, options = "as written in the repository", None
         else:
             backend, options = _options(args, given)
+            queue = _queue_policy(args, backend, options)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"linearsr-serve: warning: binding {args.host}: reachable from other machines", file=sys.stderr)
         server = TritonServer(
             args.bundle, args.host, args.port, args.grpc_port, args.metrics_port, args.instances, backend, options,
             args.max_queue_delay_us, args.log, repo=args.repo, max_pixels=args.max_pixels,
-            admin_key=args.admin_key or os.environ.get("LINEARSR_SERVE_ADMIN_KEY") or None,
+            admin_key=args.admin_key or os.environ.get("LINEARSR_SERVE_ADMIN_KEY") or None, queue=queue,
+            notify=lambda message: print(f"linearsr-serve: {message}", file=sys.stderr, flush=True),
         )  # fmt: skip
-        stop = threading.Event()
+        stop, reload = threading.Event(), threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: reload.set())
         try:
             server.start(timeout=args.startup_timeout)
             print(
@@ -168,13 +235,16 @@ def serve_main(argv: list[str] | None = None) -> int:
                 f"  ready   http://{server.http_url}/v2/health/ready\n"
                 f"  admin   model control, shared memory, logging and trace need the header "
                 f"{ADMIN_HEADER}: {server.admin_key} (gRPC: {GRPC_ADMIN_HEADER})\n"
-                "Ctrl-C or SIGTERM stops it.",
+                "SIGHUP loads the newest model version of the repository; Ctrl-C or SIGTERM stops it.",
                 flush=True,
             )
             while not stop.wait(0.5):
                 if server.process.poll() is not None:
                     print(f"linearsr-serve: tritonserver exited with code {server.process.returncode}", flush=True)
                     return 1
+                if reload.is_set():
+                    reload.clear()
+                    _reload(server)
         finally:
             server.stop()
             for s, handler in previous.items():
@@ -183,6 +253,19 @@ def serve_main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_cli(body, "linearsr-serve")
+
+
+def _reload(server) -> None:
+    """SIGHUP: load the model again; the newest version of the repository goes live."""
+    from linearsr_edge.serving.triton import ServeError, versions
+
+    try:
+        server.load_model()
+    except ServeError as exc:
+        print(f"linearsr-serve: loading the model failed, the loaded version serves on: {exc}", file=sys.stderr)
+        return
+    newest = versions(server.repo)[-1:] if server.repo is not None else [1]
+    print(f"linearsr-serve: model loaded; version {newest[0] if newest else '?'} serves", flush=True)
 
 
 if __name__ == "__main__":

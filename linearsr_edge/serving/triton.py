@@ -16,6 +16,7 @@ wheel's bundled libraries even without a GPU.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -27,9 +28,11 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from linearsr_edge.errors import BackendUnavailableError, ConfigError, LinearSRE
 from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 
 MODEL = "linearsr"
+MAX_BATCH = 8  # the dynamic batcher's largest batch
 KINDS = ("KIND_CPU", "KIND_GPU")
 
 
@@ -50,8 +54,47 @@ class ServeError(LinearSRError):
     """The server could not start or stop as asked."""
 
 
-def config_pbtxt(max_batch: int, max_queue_delay_us: int, instances: int, kind: str) -> str:
-    """Triton's model configuration: inputs, output, dynamic batching, instance group.
+@dataclasses.dataclass(frozen=True)
+class QueuePolicy:
+    """Triton's ``default_queue_policy``: at most ``max_queue_size`` requests wait, none longer than
+    ``timeout_us``; the others are refused at once (``timeout_action: REJECT``: HTTP 503 / gRPC UNAVAILABLE)
+    instead of growing the queue and every client's latency. 0 means no limit (Triton's meaning)."""
+
+    max_queue_size: int
+    timeout_us: int
+
+    def __post_init__(self) -> None:
+        for name in ("max_queue_size", "timeout_us"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"queue policy: {name} must be an integer >= 0 (0: no limit), got {value!r}")
+
+    @classmethod
+    def sized(cls, request_s: float, max_batch: int, instances: int) -> QueuePolicy:
+        """From one request's latency: two full batches may wait per instance, and a request waits at most as
+        long as one and a half full batches take (on a CPU a batch of n takes about n requests' time), so
+        that closed-loop clients up to ``max_batch * instances`` are served and load beyond it is refused."""
+        if not request_s > 0:
+            raise ConfigError(f"one request's latency must be > 0 s, got {request_s!r}")
+        timeout_us = max(int(1.5 * max_batch * request_s * 1e6), 10_000)
+        return cls(max_queue_size=2 * max_batch * instances, timeout_us=timeout_us)
+
+    def pbtxt(self) -> str:
+        return (
+            "  default_queue_policy {\n"
+            "    timeout_action: REJECT\n"
+            f"    default_timeout_microseconds: {self.timeout_us}\n"
+            "    allow_timeout_override: false\n"
+            f"    max_queue_size: {self.max_queue_size}\n"
+            "  }\n"
+        )
+
+
+def config_pbtxt(
+    max_batch: int, max_queue_delay_us: int, instances: int, kind: str, queue: QueuePolicy | None = None
+) -> str:
+    """Triton's model configuration: inputs, output, dynamic batching with its queue policy, instance group,
+    and the version policy (the newest version is served: a new bundle goes live as version N+1).
 
     ``tags`` is UTF-8 text, comma-separated, as UINT8 (not BYTES: the Python stub of the nvidia-pytriton
     build crashed deserializing any BYTES input here, taking the model down for every client)."""
@@ -62,6 +105,7 @@ def config_pbtxt(max_batch: int, max_queue_delay_us: int, instances: int, kind: 
     return f"""name: "{MODEL}"
 backend: "python"
 max_batch_size: {max_batch}
+version_policy: {{ latest: {{ num_versions: 1 }} }}
 input [
   {{ name: "image" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] }},
   {{ name: "seed" data_type: TYPE_INT64 dims: [ 1 ] optional: true }},
@@ -73,9 +117,21 @@ output [
 ]
 dynamic_batching {{
   max_queue_delay_microseconds: {max_queue_delay_us}
-}}
+{"" if queue is None else queue.pbtxt()}}}
 instance_group [ {{ count: {instances} kind: {kind} }} ]
 """
+
+
+def request_latency(bundle: Any, backend: str = "auto", options: Any = None) -> float:
+    """Seconds one request takes on this machine: the bundle in process on a frame of its optimal input size,
+    after a warm-up (median of 3). What `QueuePolicy.sized` sizes the queue from."""
+    import statistics
+
+    from linearsr_edge.runtime import SRRuntime
+
+    with SRRuntime.load(bundle, backend=backend, options=options) as rt:
+        rt.warmup()
+        return statistics.median(rt.warmup() for _ in range(3))
 
 
 def write_repository(
@@ -87,29 +143,36 @@ def write_repository(
     instances: int = 1,
     kind: str = "KIND_CPU",
     copy_bundle: bool = False,
-    max_batch: int = 8,
+    max_batch: int = MAX_BATCH,
     max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+    queue: QueuePolicy | None = None,
+    version: int = 1,
 ) -> Path:
-    """Write the model repository; returns the model folder. ``copy_bundle``: put the bundle inside the
-    repository and name no path of this machine, so that the repository can move (into a container, to
-    another host) and still serve; else it references the bundle and this interpreter's site-packages by
-    absolute path. ``max_pixels``: requests whose output would exceed it are refused (400)."""
+    """Write the model repository (or, with ``version``, one more version of its model); returns the model
+    folder. ``copy_bundle``: put the bundle inside the repository and name no path of this machine, so that the
+    repository can move (into a container, to another host) and still serve; else it references the bundle and
+    this interpreter's site-packages by absolute path. ``max_pixels``: requests whose output would exceed it
+    are refused (400). ``queue``: the queue policy (`QueuePolicy.sized` from `request_latency` is the
+    command's default); None writes none. The newest version is served: a server in explicit model-control
+    mode (``linearsr-serve``) takes version N+1 live on a load call, without dropping a request."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"the model version must be an integer >= 1, got {version!r}")
     from linearsr_edge.bundle import Bundle
     from linearsr_edge.fileio import atomic_write_text
 
     bundle = Bundle.load(bundle)  # verified before it is served
     repo = Path(repo)
     model = repo / MODEL
-    version = model / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    if copy_bundle:
-        target = model / "bundle"
+    folder = model / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    if copy_bundle:  # inside the version's folder: each version keeps its own bundle
+        target = folder / "bundle"
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(bundle.path, target)
-        bundle_ref = "bundle"
+        bundle_ref = f"{version}/bundle"  # relative to the model's folder
     else:
         bundle_ref = str(bundle.path.resolve())
     from linearsr_edge.options import changed_fields
@@ -118,10 +181,27 @@ def write_repository(
     settings = {"bundle": bundle_ref, "backend": backend, "options": option_fields, "max_pixels": max_pixels}
     if not copy_bundle:  # tied to this machine anyway (the bundle's absolute path): its packages too
         settings["site_packages"] = site_packages()
-    atomic_write_text(model / "config.pbtxt", config_pbtxt(max_batch, max_queue_delay_us, instances, kind))
-    atomic_write_text(version / "linearsr.json", json.dumps(settings, indent=2) + "\n")
-    shutil.copyfile(Path(__file__).with_name("triton_model.py"), version / "model.py")
+    # the version's files first, the configuration last: a server never reads a version without its model
+    atomic_write_text(folder / "linearsr.json", json.dumps(settings, indent=2) + "\n")
+    shutil.copyfile(Path(__file__).with_name("triton_model.py"), folder / "model.py.tmp")
+    os.replace(folder / "model.py.tmp", folder / "model.py")
+    atomic_write_text(model / "config.pbtxt", config_pbtxt(max_batch, max_queue_delay_us, instances, kind, queue))
     return model
+
+
+def versions(repo: str | Path) -> list[int]:
+    """The model versions a repository holds, oldest first."""
+    model = Path(repo) / MODEL
+    if not model.is_dir():
+        return []
+    return sorted(int(p.name) for p in model.iterdir() if p.name.isdigit() and (p / "model.py").is_file())
+
+
+def max_input_bytes(max_pixels: int, upscale: int) -> int:
+    """The largest request body a server needs for ``max_pixels`` output pixels: the input frame's bytes
+    (``max_pixels / upscale**2`` RGB pixels) as JSON text (up to 4 bytes a value: ``255,``), plus 64 KiB for
+    the other inputs and the JSON around them. Triton's ``--http-max-input-size``."""
+    return 4 * 3 * (max_pixels // (upscale * upscale)) + 65536
 
 
 def _jsonable(value):
@@ -169,6 +249,28 @@ class TritonInstall:
         backend = root / "backends" / "python"
         return cls(binary, tuple(sorted(p for p in backend.iterdir() if p.is_file())), stub, libs)
 
+    def has_flag(self, flag: str) -> bool:
+        """Whether this tritonserver takes ``flag`` (builds differ: 0.7.0's has no ``--http-max-input-size``)."""
+        return flag in _help_text(str(self.binary), str(self.libs or ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _help_text(binary: str, libs: str) -> str:
+    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(p for p in (sysconfig.get_config_var("LIBDIR"), libs) if p)}
+    try:
+        done = subprocess.run([binary, "--help"], capture_output=True, text=True, errors="replace", env=env, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout + done.stderr
+
+
+def _instance_count(config: Path) -> int:
+    """The instance_group count of a repository's configuration (what the supervisor expects to live)."""
+    import re
+
+    counts = re.findall(r"count:\s*(\d+)", config.read_text())
+    return sum(int(c) for c in counts) or 1
+
 
 class TritonServer:
     """``with TritonServer(bundle) as server: ...``: a tritonserver on 127.0.0.1 serving the bundle; or, with
@@ -189,6 +291,9 @@ class TritonServer:
         repo: str | Path | None = None,
         max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
         admin_key: str | None = None,
+        queue: QueuePolicy | None = None,
+        supervise: bool = True,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         if admin_key is not None and (not admin_key or any(c in admin_key for c in ",:= \n")):
             raise ConfigError("the admin key must be non-empty, without ',', ':', '=', spaces or newlines")
@@ -205,6 +310,16 @@ class TritonServer:
         # model control, shared memory, logging and trace answer only requests carrying this key in
         # the ADMIN_HEADER (Triton's restricted API groups); inference, health, metadata, statistics stay open
         self.admin_key = admin_key or secrets.token_urlsafe(18)
+        self.queue = queue  # for a bundle: the queue policy written (None: none)
+        # a model instance whose Python stub dies (killed, out of memory) is not restarted by Triton: its
+        # requests fail ("Stub process ... is not healthy") until the model is loaded again, which the
+        # supervisor does (model control, explicit mode); restarts holds when it did
+        self.supervise, self.notify = supervise, notify
+        self.restarts: list[float] = []
+        self._stopping = threading.Event()
+        self._loading = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self._stub_path: str | None = None
         self.process: subprocess.Popen | None = None
         self.tmp: Path | None = None
         self._out = None  # the log file, when one was given
@@ -217,7 +332,8 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"{self.host}:{self.grpc_port}"
 
-    def command(self, install: TritonInstall, repo: Path, backends: Path) -> list[str]:
+    def command(self, install: TritonInstall, repo: Path, backends: Path, max_input: int | None = None) -> list[str]:
+        bounded = [] if max_input is None else [f"--http-max-input-size={max_input}"]
         return [
             str(install.binary),
             f"--model-repository={repo}",
@@ -230,6 +346,9 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             f"--http-restricted-api={RESTRICTED_HTTP}:{ADMIN_HEADER}={self.admin_key}",
             f"--grpc-restricted-protocol={RESTRICTED_GRPC}:{ADMIN_HEADER}={self.admin_key}",
+            "--model-control-mode=explicit",  # versions go live, and dead instances come back, by a load call
+            f"--load-model={MODEL}",
+            *bounded,
             "--exit-on-error=true",
             "--exit-timeout-secs=5",  # open client connections must not hold SIGTERM past the 10 s limit
             "--log-verbose=0",
@@ -240,33 +359,113 @@ class TritonServer:
         self.tmp = Path(tempfile.mkdtemp(prefix="linearsr-serve-"))
         try:
             repo = self.repo
+            upscale = 1  # a repository's bundles are not read here: the body bound assumes no upscaling
             if repo is None:
+                from linearsr_edge.bundle import Bundle
+
                 repo = self.tmp / "models"
                 write_repository(
                     self.bundle, repo, self.backend, self.options, self.max_queue_delay_us, self.instances,
-                    max_pixels=self.max_pixels,
+                    max_pixels=self.max_pixels, queue=self.queue,
                 )  # fmt: skip
+                upscale = Bundle.load(self.bundle).cfg.upscale
+            else:
+                self.instances = _instance_count(repo / MODEL / "config.pbtxt")
             backends = self.tmp / "backends" / "python"
             backends.mkdir(parents=True)
             for f in (*install.backend_files, install.stub):
                 shutil.copy2(f, backends / f.name)
-            env = dict(os.environ)
-            libdirs = [sysconfig.get_config_var("LIBDIR") or "", str(install.libs or "")]
-            env["LD_LIBRARY_PATH"] = ":".join(p for p in [*libdirs, env.get("LD_LIBRARY_PATH", "")] if p)
-            env["LINEARSR_EDGE_SITE_PACKAGES"] = os.pathsep.join(site_packages())  # what model.py imports
+            self._stub_path = str(backends / install.stub.name)  # this server's stubs run this copy
+            env = self._env(install)
+            max_input = max_input_bytes(self.max_pixels, upscale) if install.has_flag("--http-max-input-size") else None
             self._out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (closed in stop)
             self.process = subprocess.Popen(
-                self.command(install, repo, backends.parent),
+                self.command(install, repo, backends.parent, max_input),
                 env=env,
                 stdout=self._out or subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() ends the stubs too
             )
             self._wait_ready(timeout)
+            if self.supervise:
+                self._stopping.clear()
+                self._supervisor = threading.Thread(target=self._watch, name="linearsr-serve-supervisor", daemon=True)
+                self._supervisor.start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    @staticmethod
+    def _env(install: TritonInstall) -> dict[str, str]:
+        env = dict(os.environ)
+        libdirs = [sysconfig.get_config_var("LIBDIR") or "", str(install.libs or "")]
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in [*libdirs, env.get("LD_LIBRARY_PATH", "")] if p)
+        env["LINEARSR_EDGE_SITE_PACKAGES"] = os.pathsep.join(site_packages())  # what model.py imports
+        return env
+
+    # -- model control ------------------------------------------------------------------------
+    def _admin(self, path: str, method: str = "POST", body: bytes = b"{}", timeout: float = 300.0) -> int:
+        request = urllib.request.Request(
+            f"http://{self.http_url}{path}", data=body if method == "POST" else None, method=method,
+            headers={ADMIN_HEADER: self.admin_key, "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise ServeError(f"{method} {path} answered {exc.code}: {detail}") from None
+
+    def load_model(self) -> None:
+        """Load the model again (Triton's model-control load): the newest version of the repository goes live
+        (a bundle swap: write version N+1 with ``linearsr-triton --version``), and instances are made anew.
+        Triton keeps serving with the loaded instances until the new ones are ready, then retires them
+        after their in-flight requests: no request is dropped. Returns once the model is loaded."""
+        with self._loading:
+            self._admin(f"/v2/repository/models/{MODEL}/load")
+
+    def model_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/models/{MODEL}/ready", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def stubs(self) -> list[int]:
+        """Process ids of this server's live Python stubs (one per model instance and loaded version)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+                except OSError:
+                    continue
+                if self._stub_path and argv0.decode("utf-8", "replace") == self._stub_path:
+                    found.append(int(entry.name))
+        return found
+
+    def _watch(self, interval: float = 0.5) -> None:
+        """The supervisor: when fewer stubs live than instances and the model is still loaded, an instance died;
+        load the model again (the others go on serving meanwhile)."""
+        while not self._stopping.wait(interval):
+            if self.process is None or self.process.poll() is not None:
+                return
+            if self._loading.locked() or len(self.stubs()) >= self.instances or not self.model_ready():
+                continue
+            if self._stopping.is_set():
+                return
+            self._say(f"a model instance died ({len(self.stubs())} of {self.instances} live); loading it again")
+            try:
+                self.load_model()
+                self.restarts.append(time.time())
+                self._say(f"model loaded again: {len(self.stubs())} instance(s) live")
+            except (ServeError, OSError) as exc:
+                self._say(f"loading the model again failed: {exc}")
+
+    def _say(self, message: str) -> None:
+        if self.notify is not None:
+            self.notify(message)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -288,6 +487,10 @@ class TritonServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the server's process group; SIGKILL after ``timeout``; remove the temporary folder."""
+        self._stopping.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=timeout)
+            self._supervisor = None
         if self.process is not None and self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)

@@ -55,11 +55,11 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
     assert 'backend: "python"' in config and "count: 3 kind: KIND_GPU" in config
     assert "max_queue_delay_microseconds: 500" in config and 'name: "tags" data_type: TYPE_UINT8' in config
     settings = json.loads((repo / "linearsr" / "1" / "linearsr.json").read_text())
-    assert settings["bundle"] == "bundle" and settings["options"] == {"threads": 2}
+    assert settings["bundle"] == "1/bundle" and settings["options"] == {"threads": 2}
     assert settings["backend"] == "onnxruntime"
     from linearsr_edge.bundle import Bundle
 
-    assert Bundle.load(repo / "linearsr" / "bundle").manifest.files == bundle.manifest.files
+    assert Bundle.load(repo / "linearsr" / "1" / "bundle").manifest.files == bundle.manifest.files
     assert (repo / "linearsr" / "1" / "model.py").read_text().startswith('"""Triton Python-backend model')
     assert triton_main([str(bundle.path), "--repo", str(repo), "--precision-hint", "f32"]) == 2
     assert "--precision-hint does not apply" in capsys.readouterr().err
@@ -374,8 +374,8 @@ def test_a_copied_repository_moves_and_still_serves(demo_bundle, tmp_path):
     assert triton_main([str(demo_bundle.path), "--repo", str(written), "--copy-bundle", "--threads", "1"]) == 0
     text = (written / "linearsr" / "1" / "linearsr.json").read_text()
     settings = json.loads(text)
-    assert settings["bundle"] == "bundle" and "site_packages" not in settings
-    assert str(tmp_path) not in text and sys.prefix not in text and "/" not in settings["bundle"]
+    assert settings["bundle"] == "1/bundle" and "site_packages" not in settings
+    assert str(tmp_path) not in text and sys.prefix not in text
     moved = tmp_path / "elsewhere" / "repo"
     moved.parent.mkdir()
     shutil.move(str(written), str(moved))
@@ -386,7 +386,7 @@ def test_a_copied_repository_moves_and_still_serves(demo_bundle, tmp_path):
     with TritonServer(None, "127.0.0.1", http_port, grpc_port, metrics_port, repo=moved) as server:
         got = _infer_http(server.http_url, frame)
     assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1
-    assert (moved / "linearsr" / "bundle" / "manifest.json").is_file()  # serving left the repository as it was
+    assert (moved / "linearsr" / "1" / "bundle" / "manifest.json").is_file()  # serving left the repository as it was
 
 
 def test_serve_takes_a_bundle_or_a_repository(tiny_bundles, tmp_path, capsys):
