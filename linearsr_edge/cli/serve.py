@@ -26,8 +26,12 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser, namespace, value, option_string=None):
         if value is None:
-            parser.exit(message=version_string(parser.prog) + "\n")
-        setattr(namespace, self.dest, positive_int(value))
+            print(version_string(parser.prog))  # on stdout, as argparse's version action
+            parser.exit()
+        try:
+            setattr(namespace, self.dest, positive_int(value))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
 
 
 def _common(ap: argparse.ArgumentParser, bundle_required: bool = True) -> None:

@@ -41,6 +41,7 @@ from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS
 
 MODEL = "linearsr"
 MAX_BATCH = 8  # the dynamic batcher's largest batch
+MIN_MAX_STEPS = 16  # requests may ask for up to max(16, 4 x the model's default) steps (more: 400)
 KINDS = ("KIND_CPU", "KIND_GPU")
 
 
@@ -178,7 +179,9 @@ def write_repository(
     from linearsr_edge.options import changed_fields
 
     option_fields = {} if options is None else {k: _jsonable(v) for k, v in changed_fields(options).items()}
-    settings = {"bundle": bundle_ref, "backend": backend, "options": option_fields, "max_pixels": max_pixels}
+    max_steps = max(MIN_MAX_STEPS, 4 * int(bundle.cfg.default_steps))  # a request costs at most 4 default ones
+    settings = {"bundle": bundle_ref, "backend": backend, "options": option_fields, "max_pixels": max_pixels,
+                "max_steps": max_steps}  # fmt: skip
     if not copy_bundle:  # tied to this machine anyway (the bundle's absolute path): its packages too
         settings["site_packages"] = site_packages()
     # the version's files first, the configuration last: a server never reads a version without its model

@@ -94,7 +94,10 @@ class TritonPythonModel:
     def _parse(self, request, SampleOptions):
         from linearsr_edge.pipeline.imaging import DEFAULT_MAX_OUTPUT_PIXELS, frame_rgb
 
-        image = _array(pb_utils.get_input_tensor_by_name(request, "image"))
+        tensor = pb_utils.get_input_tensor_by_name(request, "image")
+        if tensor is None:  # this Triton build passes a request without its required input on
+            raise ValueError("the request has no 'image' input")
+        image = _array(tensor)
         if image.ndim == 4:
             if image.shape[0] != 1:
                 raise ValueError(f"one image per request, got a batch of {image.shape[0]}")
@@ -103,6 +106,9 @@ class TritonPythonModel:
         self.runtime.check_frame(*image.shape[:2], SETTINGS.get("max_pixels", DEFAULT_MAX_OUTPUT_PIXELS))
         seed = _scalar(request, "seed", 0)
         steps = _scalar(request, "steps", None)
+        max_steps = SETTINGS.get("max_steps", 16)
+        if steps is not None and not 1 <= steps <= max_steps:  # one request must not hold an instance for hours
+            raise ValueError(f"steps must lie in 1..{max_steps} on this server, got {steps}")
         tags_tensor = pb_utils.get_input_tensor_by_name(request, "tags")
         tags = ()
         if tags_tensor is not None:

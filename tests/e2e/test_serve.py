@@ -3,10 +3,8 @@ concurrency with dynamic batching, bad requests, shutdown). Servers are always s
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,26 +18,8 @@ import pytest
 from linearsr_edge.backends.onnx.options import OrtOptions
 from linearsr_edge.pipeline.process import SampleOptions
 from linearsr_edge.runtime import SRRuntime
-
-HAVE_SERVER = all(importlib.util.find_spec(m) is not None for m in ("pytriton", "tritonclient"))
-needs_server = pytest.mark.skipif(
-    not HAVE_SERVER, reason="needs tritonserver (pip install --no-deps nvidia-pytriton) and tritonclient ([serve])"
-)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _frame(h, w, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+from tests.e2e.serving import HAVE_SERVER, free_ports, needs_server
+from tests.e2e.serving import frame as _frame
 
 
 def test_repository_files(tiny_bundles, tmp_path, capsys):
@@ -54,6 +34,10 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
     config = (repo / "linearsr" / "config.pbtxt").read_text()
     assert 'backend: "python"' in config and "count: 3 kind: KIND_GPU" in config
     assert "max_queue_delay_microseconds: 500" in config and 'name: "tags" data_type: TYPE_UINT8' in config
+    out = capsys.readouterr().out
+    assert "queue: at most 48 requests wait, none longer than" in out  # sized: 2 batches of 8 x 3 instances
+    assert "--http-max-input-size=" in out and "--model-control-mode=explicit" in out
+    assert "timeout_action: REJECT" in config and "max_queue_size: 48" in config
     settings = json.loads((repo / "linearsr" / "1" / "linearsr.json").read_text())
     assert settings["bundle"] == "1/bundle" and settings["options"] == {"threads": 2}
     assert settings["backend"] == "onnxruntime"
@@ -63,22 +47,26 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
     assert (repo / "linearsr" / "1" / "model.py").read_text().startswith('"""Triton Python-backend model')
     assert triton_main([str(bundle.path), "--repo", str(repo), "--precision-hint", "f32"]) == 2
     assert "--precision-hint does not apply" in capsys.readouterr().err
+    fixed = ["--max-queue-size", "5", "--queue-timeout-ms", "250", "--version", "2", "--copy-bundle"]
+    assert triton_main([str(bundle.path), "--repo", str(repo), *fixed]) == 0
+    assert "queue:" not in capsys.readouterr().out  # both given: nothing measured
+    config = (repo / "linearsr" / "config.pbtxt").read_text()
+    assert "max_queue_size: 5" in config and "default_timeout_microseconds: 250000" in config
+    from linearsr_edge.serving.triton import versions
+
+    assert versions(repo) == [1, 2] and json.loads((repo / "linearsr" / "2" / "linearsr.json").read_text())[
+        "bundle"] == "2/bundle"  # fmt: skip
+    assert (repo / "linearsr" / "2" / "bundle" / "manifest.json").is_file()
+    for bad in (["--version", "0"], ["--queue-timeout-ms", "-1"]):
+        with pytest.raises(SystemExit):
+            triton_main([str(bundle.path), "--repo", str(repo), *bad])
+        assert "must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        triton_main(["--version"])
+    assert info.value.code == 0 and "linearsr-triton (linearsr-edge)" in capsys.readouterr().out
 
 
 SERVER_MAX_PIXELS = 4_000_000  # output pixels: a 640x360 frame (2560x1440 out) passes, 600x600 does not
-
-
-@pytest.fixture(scope="module")
-def demo_bundle(tmp_path_factory):
-    """The demo model as onnx-fp32, at a small profile (outputs 64..256 px): what the server serves."""
-    from linearsr_edge.build import ExportOptions, build_bundle
-    from linearsr_edge.specs import Profile
-
-    if not HAVE_SERVER:
-        pytest.skip("needs tritonserver and tritonclient")
-    out = tmp_path_factory.mktemp("demo") / "onnx-fp32"
-    profile = Profile(min_hw=(64, 64), opt_hw=(128, 128), max_hw=(256, 256), batch=(1, 1, 8))
-    return build_bundle(ExportOptions(target="onnx-fp32", out=out, profile=profile, progress=False)).bundle
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +316,11 @@ def test_linearsr_serve_stops_on_sigterm(tiny_bundles):
                 break
         text = "".join(lines)
         assert f"http://127.0.0.1:{http_port}/v2/models/linearsr/infer" in text, text
+        assert _infer_http(f"127.0.0.1:{http_port}", _frame(16, 24)).shape == (32, 48, 3)
+        assert "queue: at most 16 requests wait, none longer than" in text
+        proc.send_signal(signal.SIGHUP)  # loads the model again (the newest version goes live)
+        line = proc.stdout.readline()
+        assert "model loaded; version 1 serves" in line, line
         assert _infer_http(f"127.0.0.1:{http_port}", _frame(16, 24)).shape == (32, 48, 3)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
