@@ -55,6 +55,20 @@ def check_loopback(url: str) -> str:
     return url
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 now (for a server's HTTP, gRPC and metrics endpoints)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def digest(image: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
 
@@ -164,6 +178,36 @@ def closed_loop(
 
     _run_threads(worker, clients)
     return sorted(replies, key=lambda r: r.sent)
+
+
+class Background:
+    """`closed_loop` in a thread, while the caller does something to the server (kills a stub, loads a version):
+    ``with Background(url, frame, clients=2, seconds=60, max_requests=2000) as load: ...``; leaving the block
+    stops the clients (after their requests in flight) and ``load.replies`` holds every reply."""
+
+    def __init__(self, url: str, frame: np.ndarray, clients: int, seconds: float, max_requests: int) -> None:
+        check_loopback(url)
+        self.replies: list[Reply] = []
+        self.stop = threading.Event()
+        self.started = 0.0
+        self._thread = threading.Thread(
+            target=lambda: self.replies.extend(closed_loop(url, frame, clients, seconds, max_requests, stop=self.stop)),
+            daemon=True,
+        )
+
+    def __enter__(self) -> Background:
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self._thread.join()
+
+    def wait(self) -> list[Reply]:
+        """Until the clients end on their own (their seconds or requests spent); the replies."""
+        self._thread.join()
+        return self.replies
 
 
 def open_loop(

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 
 import numpy as np
 import pytest
+
+from linearsr_edge.serving.loadgen import free_ports  # noqa: F401 (the tests import it from here)
 
 HAVE_SERVER = all(importlib.util.find_spec(m) is not None for m in ("pytriton", "tritonclient"))
 needs_server = pytest.mark.skipif(
     not HAVE_SERVER, reason="needs tritonserver (pip install --no-deps nvidia-pytriton) and tritonclient ([serve])"
 )
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def frame(h, w, seed=0):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import numpy as np
@@ -58,13 +57,7 @@ def test_a_killed_instance_comes_back_within_30_s(demo_bundle):
     image = frame(24, 24, 3)
     events = []
     with _server(demo_bundle.path, notify=events.append) as server:
-        stop = threading.Event()
-        replies = []
-        load = threading.Thread(
-            target=lambda: replies.extend(loadgen.closed_loop(server.http_url, image, 2, 60, 2000, stop=stop))
-        )
-        load.start()
-        try:
+        with loadgen.Background(server.http_url, image, clients=2, seconds=60, max_requests=2000) as load:
             time.sleep(1.5)
             (stub,) = server.stubs()
             killed = time.monotonic()
@@ -73,9 +66,7 @@ def test_a_killed_instance_comes_back_within_30_s(demo_bundle):
             while not server.restarts and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(2.0)
-        finally:
-            stop.set()
-            load.join()
+        replies = load.replies
         assert len(server.restarts) == 1, events
         assert len(server.stubs()) == 1 and server.stubs() != [stub]
     failed = [r for r in replies if not r.ok]
@@ -96,21 +87,13 @@ def test_a_new_version_goes_live_under_load_without_a_failed_request(demo_bundle
     write_repository(demo_bundle.path, repo, "onnxruntime")
     image = frame(16, 24, 4)
     with _server(repo=repo) as server:
-        stop = threading.Event()
-        replies = []
-        load = threading.Thread(
-            target=lambda: replies.extend(loadgen.closed_loop(server.http_url, image, 2, 90, 3000, stop=stop))
-        )
-        load.start()
-        try:
+        with loadgen.Background(server.http_url, image, clients=2, seconds=90, max_requests=3000) as load:
             time.sleep(1.0)
             write_repository(tiny_bundles("onnx-fp32").bundle.path, repo, "onnxruntime", version=2)
             server.load_model()
             live = time.monotonic()
             time.sleep(1.5)
-        finally:
-            stop.set()
-            load.join()
+        replies = load.replies
     assert replies and all(r.ok for r in replies), loadgen.counts(replies)
     old, new = (64, 96, 3), (32, 48, 3)
     assert {(r.version, r.shape) for r in replies} == {("1", old), ("2", new)}
