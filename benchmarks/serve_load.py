@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -101,7 +102,8 @@ def perf_analyzer_run(pa: str, server: TritonServer, data: Path, concurrency: in
                 row[f"{p}_ms"] = float(record[f"{p} latency"]) / 1000
     if code != 0:
         errors = [ln for ln in text.splitlines() if "error" in ln.lower() or "fail" in ln.lower()]
-        row["perf_analyzer"] = (errors[-1] if errors else text.strip().splitlines()[-1:] or ["?"])[0][:200]
+        last = errors[-1] if errors else (text.strip().splitlines() or ["?"])[-1]
+        row["perf_analyzer"] = last.strip()[:200]
     shutil.rmtree(out.parent, ignore_errors=True)
     return row
 
@@ -297,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--requests", type=int, default=600)
             p.add_argument("--seed", type=int, default=24)
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its server
     print(machine_line(), flush=True)
     run = {"sweep": sweep, "overload": overload, "crash": crash, "swap": swap, "fuzz": fuzz_run}[args.run]
     result = {"machine": machine_line(), "run": args.run, "result": run(args)}

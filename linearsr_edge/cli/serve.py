@@ -61,8 +61,9 @@ def _common(ap: argparse.ArgumentParser, bundle_required: bool = True) -> None:
         "--queue-timeout-ms",
         type=non_negative_int,
         metavar="MS",
-        help="refuse a request that waited MS in the queue (503 / UNAVAILABLE); 0: no limit (default: the time of "
-        "one and a half full batches, from one request measured here at start)",
+        help="refuse a request that waited MS in the queue (503 / UNAVAILABLE); 0: no limit (default: twice the "
+        "time to serve a full queue and a batch, from one request at the bundle's optimal size measured here; "
+        "size it for your frames when they are larger)",
     )
     add_backend_flags(ap)
 

@@ -72,13 +72,16 @@ class QueuePolicy:
 
     @classmethod
     def sized(cls, request_s: float, max_batch: int, instances: int) -> QueuePolicy:
-        """From one request's latency: two full batches may wait per instance, and a request waits at most as
-        long as one and a half full batches take (on a CPU a batch of n takes about n requests' time), so
-        that closed-loop clients up to ``max_batch * instances`` are served and load beyond it is refused."""
+        """From one request's latency: two full batches may wait per instance; a request waits at most twice as
+        long as the instance takes to serve a full queue and its own batch (on a CPU a batch of n takes about n
+        requests' time). Closed-loop clients up to three batches per instance are served without a refusal;
+        open-loop load beyond what the instances serve fills the queue, and the excess is refused at once. A
+        larger frame than the one measured takes longer: its queue may time out sooner (set ``timeout_us``)."""
         if not request_s > 0:
             raise ConfigError(f"one request's latency must be > 0 s, got {request_s!r}")
-        timeout_us = max(int(1.5 * max_batch * request_s * 1e6), 10_000)
-        return cls(max_queue_size=2 * max_batch * instances, timeout_us=timeout_us)
+        waiting = 2 * max_batch  # per instance
+        timeout_us = max(int(2 * (waiting + max_batch) * request_s * 1e6), 10_000)
+        return cls(max_queue_size=waiting * instances, timeout_us=timeout_us)
 
     def pbtxt(self) -> str:
         return (
