@@ -6,6 +6,7 @@
     python -m benchmarks.serve_load crash    --bundle B [--seconds 40]
     python -m benchmarks.serve_load swap     --bundle B --new-bundle B2 [--seconds 30]
     python -m benchmarks.serve_load fuzz     --bundle B [--requests 600]
+    python -m benchmarks.serve_load body     --bundle B [--mib 16 64 256]
 
 ``sweep`` drives NVIDIA's ``perf_analyzer`` (tritonclient 2.41.0's binary: see the README) at concurrency 1, 2,
 4, 8 and 16, frames 64x64 and 160x90 (``linearsr-triton --perf-data``'s request), and reads the dynamic
@@ -253,6 +254,37 @@ def _as_replies(sent):
     return [loadgen.Reply(0, 0, f"{s.protocol} {s.outcome}") for s in sent]
 
 
+# -- body ------------------------------------------------------------------------------------------
+def body(args) -> dict:
+    """Oversize bodies (what --http-max-input-size would stop at the door, where the tritonserver has it): the
+    reply, its time, and the server's RSS at its peak and after."""
+    from linearsr_edge.serving.fuzz import GrpcSender, Request, Tensor, send_http
+
+    rows = []
+    with server_for(args.bundle, log=args.log) as server:
+        for mib in args.mib:
+            side = int((mib * 2**20 / 3) ** 0.5)
+            request = Request("large", (Tensor("image", "UINT8", (1, side, side, 3), bytes(side * side * 3)),))
+            for protocol in ("http", "grpc"):
+                with loadgen.RssSampler(server.process.pid, every=0.05) as rss:
+                    t0 = time.monotonic()
+                    outcome = send_http(server.http_url, request) if protocol == "http" else None
+                    if outcome is None:
+                        sender = GrpcSender(server.grpc_url)
+                        outcome = sender(request)
+                        sender.close()
+                    seconds = time.monotonic() - t0
+                time.sleep(1.0)
+                after = loadgen.rss_bytes(server.process.pid)
+                rows.append({"MiB": mib, "protocol": protocol, "reply": outcome, "seconds": round(seconds, 2),
+                             "rss_before_mib": round(rss.samples[0][1] / 2**20),
+                             "rss_peak_mib": round(max(b for _, b in rss.samples) / 2**20),
+                             "rss_after_mib": round(after / 2**20)})  # fmt: skip
+                print("  " + json.dumps(rows[-1]), flush=True)
+        ok = loadgen.closed_loop(server.http_url, _photo(64, 64), 1, 30, 3)
+    return {"rows": rows, "after": loadgen.counts(ok)}
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def _photo(w: int, h: int) -> np.ndarray:
     from linearsr_edge.demo import SAMPLES_DIR
@@ -280,7 +312,7 @@ def _timeline(replies, start: float, label) -> list[tuple[int, dict[str, int]]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="run", required=True)
-    for name in ("sweep", "overload", "crash", "swap", "fuzz"):
+    for name in ("sweep", "overload", "crash", "swap", "fuzz", "body"):
         p = sub.add_parser(name)
         p.add_argument("--log", type=Path, help="append tritonserver's log here")
         p.add_argument("--out", type=Path, help="write the result as JSON here")
@@ -295,13 +327,16 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--new-bundle", type=Path, required=True)
         if name in ("overload", "crash", "swap"):
             p.add_argument("--seconds", type=float, default={"overload": 180, "crash": 40, "swap": 30}[name])
+        if name == "body":
+            p.add_argument("--mib", type=int, nargs="+", default=[16, 64, 256])
         if name == "fuzz":
             p.add_argument("--requests", type=int, default=600)
             p.add_argument("--seed", type=int, default=24)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its server
     print(machine_line(), flush=True)
-    run = {"sweep": sweep, "overload": overload, "crash": crash, "swap": swap, "fuzz": fuzz_run}[args.run]
+    runs = {"sweep": sweep, "overload": overload, "crash": crash, "swap": swap, "fuzz": fuzz_run, "body": body}
+    run = runs[args.run]
     result = {"machine": machine_line(), "run": args.run, "result": run(args)}
     text = json.dumps(result, indent=1, default=str)
     if args.out:

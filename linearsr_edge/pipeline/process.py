@@ -54,6 +54,16 @@ class SampleOptions:
     tags: tuple[str, ...] = ()
     max_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
 
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+
+
+def check_seed(seed) -> int:
+    """A noise seed: an integer >= 0 (NumPy's generators take no other)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
 
 @dataclass
 class UpscaleResult:
@@ -159,6 +169,8 @@ class SRProcess:
         seeds = [opts.seed] * len(images) if seeds is None else list(seeds)
         if len(seeds) != len(images):
             raise ConfigError(f"{len(images)} images but {len(seeds)} seeds")
+        for seed in seeds:
+            check_seed(seed)
         s = self.cfg.upscale
         for img in images:
             check_output_size(img.shape[0], img.shape[1], s, opts.max_pixels)

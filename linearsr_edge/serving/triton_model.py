@@ -60,27 +60,35 @@ class TritonPythonModel:
                 responses[i] = self._error(exc)
         for (_, opts), items in groups.items():
             try:
-                results = self.runtime.upscale_batch(
-                    [img for _, img, _ in items], opts, seeds=[seed for _, _, seed in items]
-                )
-                for (i, _, _), result in zip(items, results, strict=True):
-                    array = np.ascontiguousarray(result.image[None])
-                    self._outputs.append(array)
-                    tensor = _tensor("image", array)
-                    responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
+                self._answer(items, opts, responses)
             except Exception as exc:
-                for i, _, _ in items:
-                    responses[i] = self._error(exc)
+                if len(items) == 1:
+                    responses[items[0][0]] = self._error(exc)
+                    continue
+                for item in items:  # one request's failure must not fail the others batched with it
+                    try:
+                        self._answer([item], opts, responses)
+                    except Exception as alone:
+                        responses[item[0]] = self._error(alone)
         self._count("success", sum(1 for r in responses if not r.has_error()))
         return responses
+
+    def _answer(self, items, opts, responses):
+        """Upscale ``items`` (index, image, seed) as one batch and put their responses in place."""
+        results = self.runtime.upscale_batch([img for _, img, _ in items], opts, seeds=[seed for _, _, seed in items])
+        for (i, _, _), result in zip(items, results, strict=True):
+            array = np.ascontiguousarray(result.image[None])
+            self._outputs.append(array)
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[_tensor("image", array)])
 
     def _error(self, exc):
         """An error response: INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT) for a request we refuse, INTERNAL for a
         failure of ours, counted by reason in ``linearsr_request_failure``."""
-        from linearsr_edge.errors import LinearSRError
+        from linearsr_edge.errors import BackendRunError, LinearSRError
 
         message = f"{type(exc).__name__}: {exc}"
-        reason = "INVALID_ARG" if isinstance(exc, (LinearSRError, ValueError, TypeError)) else "INTERNAL"
+        refused = isinstance(exc, (LinearSRError, ValueError, TypeError)) and not isinstance(exc, BackendRunError)
+        reason = "INVALID_ARG" if refused else "INTERNAL"
         code = getattr(pb_utils.TritonError, reason, None)
         self._count(reason, 1)
         error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)

@@ -138,3 +138,40 @@ def test_load_runs_target_this_machine_only():
     with pytest.raises(loadgen.LoopbackOnly, match="127.0.0.1"):
         loadgen.closed_loop("10.1.2.3:8000", frame(16, 16), 1, 1, 1)
     assert loadgen.check_loopback("[::1]:8000") and loadgen.check_loopback("localhost:8001")
+
+
+def test_a_request_that_fails_inside_the_batch_fails_alone(demo_bundle):
+    """A negative seed passes the model's request checks and fails inside the runtime's batch: the requests
+    batched with it are answered all the same (each is run alone after the batch failed), it gets its 400.
+    Too many tags (past the profile's cond_len) fail inside the expert call: 400 too, and the server goes on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from linearsr_edge.serving.loadgen import Client
+
+    image = frame(24, 24, 6)
+    names = [t for t in demo_bundle.tags().names if t != "<null>"]
+    with _server(demo_bundle.path, max_queue_delay_us=300_000) as server:
+        before = _stats(server)
+        seeds = [1, 2, -5, 3, 4, 5]
+        with ThreadPoolExecutor(len(seeds)) as pool:
+            replies = list(pool.map(lambda s: Client(server.http_url).send(image, seed=s), seeds))
+        inferences, executions = (a - b for a, b in zip(_stats(server), before, strict=True))
+        many = ",".join((names * 5)[:20]).encode()
+        with ThreadPoolExecutor(2) as pool:
+            tagged = list(pool.map(lambda _: Client(server.http_url).send(image, tags=many), range(2)))
+        after = Client(server.http_url).send(image, seed=1)
+    assert executions < inferences == len(seeds)  # they were batched: the bad one had company
+    for seed, reply in zip(seeds, replies, strict=True):
+        if seed < 0:
+            assert reply.outcome == "400" and "seed must be an integer >= 0" in reply.message, reply
+        else:
+            assert reply.ok, (seed, reply)
+    assert all(r.outcome == "400" and "cond_len=21" in r.message for r in tagged), tagged
+    assert after.ok and after.digest == replies[0].digest
+
+
+def _stats(server) -> tuple[int, int]:
+    import tritonclient.http as http
+
+    stats = http.InferenceServerClient(server.http_url).get_inference_statistics("linearsr")["model_stats"][0]
+    return stats["inference_count"], stats["execution_count"]

@@ -77,3 +77,12 @@ def test_load_runs_refuse_other_machines(url):
         loadgen.check_loopback(url)
     for local in ("127.0.0.1:8000", "localhost:1", "[::1]:8000"):
         assert loadgen.check_loopback(local) == local
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "3"])
+def test_a_seed_is_an_integer_at_least_0(seed):
+    from linearsr_edge.pipeline.process import SampleOptions, check_seed
+
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        SampleOptions(seed=seed)
+    assert check_seed(np.int64(7)) == 7 and SampleOptions(seed=0).seed == 0
