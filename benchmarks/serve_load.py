@@ -83,7 +83,7 @@ def perf_analyzer_run(pa: str, server: TritonServer, data: Path, concurrency: in
     out = Path(tempfile.mkdtemp()) / "pa.csv"
     cmd = [pa, "-m", "linearsr", "-i", "grpc", "-u", server.grpc_url, "--input-data", str(data),
            "--concurrency-range", str(concurrency), "--measurement-interval", "6000", "--stability-percentage",
-           "50", "--max-trials", "4", "-f", str(out)]  # fmt: skip
+           "50", "--max-trials", "6", "-f", str(out)]  # fmt: skip
     before = metrics(server)
     t0 = time.monotonic()
     try:
