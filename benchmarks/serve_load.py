@@ -40,7 +40,7 @@ from linearsr_edge.bundle import Bundle
 from linearsr_edge.machine import machine_line
 from linearsr_edge.serving import loadgen
 from linearsr_edge.serving.perfdata import write_perf_data
-from linearsr_edge.serving.triton import MAX_BATCH, QueuePolicy, TritonServer, request_latency, write_repository
+from linearsr_edge.serving.triton import MAX_BATCH, TritonServer, queue_policy, write_repository
 
 SIZES = ((64, 64), (160, 90))  # (width, height)
 CONCURRENCY = (1, 2, 4, 8, 16)
@@ -49,9 +49,8 @@ CONCURRENCY = (1, 2, 4, 8, 16)
 def server_for(bundle: Path | None, repo: Path | None = None, log: Path | None = None, **kw) -> TritonServer:
     """The server ``linearsr-serve`` starts: for a bundle, its queue policy sized from one request measured here."""
     if bundle is not None and "queue" not in kw:
-        latency = request_latency(bundle)
-        kw["queue"] = QueuePolicy.sized(latency, MAX_BATCH, kw.get("instances", 1))
-        print(f"  one request here: {latency * 1000:.0f} ms; queue policy {kw['queue']}", flush=True)
+        kw["queue"], line = queue_policy(bundle, kw.get("instances", 1))
+        print(f"  {line}", flush=True)
     http_port, grpc_port, metrics_port = loadgen.free_ports(3)
     return TritonServer(bundle, "127.0.0.1", http_port, grpc_port, metrics_port, repo=repo, log=log, **kw)
 
@@ -199,14 +198,14 @@ def swap(args) -> dict:
     image = _photo(64, 64)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "models"
-        latency = request_latency(args.bundle)
-        write_repository(args.bundle, repo, queue=QueuePolicy.sized(latency, MAX_BATCH, 1))
+        policy, _ = queue_policy(args.bundle)
+        write_repository(args.bundle, repo, queue=policy)
         server = server_for(None, repo=repo, log=args.log)
         with server, loadgen.Background(server.start().http_url, image, 4, args.seconds, 100_000) as load:
             start = load.started
             time.sleep(args.seconds / 3)
             written = time.monotonic()
-            write_repository(args.new_bundle, repo, queue=QueuePolicy.sized(latency, MAX_BATCH, 1), version=2)
+            write_repository(args.new_bundle, repo, queue=policy, version=2)
             server.load_model()
             live = time.monotonic()
             replies = load.wait()

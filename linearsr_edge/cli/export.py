@@ -234,9 +234,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if verification.finish_on_device:
             print(f"to finish, on the device: {verification.finish_on_device}")
     if args.triton_repo is not None:
-        from linearsr_edge.serving.triton import write_repository
+        from linearsr_edge.serving.triton import queue_policy, write_repository
 
-        print(f"wrote Triton repository {write_repository(bundle.path, args.triton_repo)}")
+        policy, line = queue_policy(bundle.path)
+        print(line)
+        print(f"wrote Triton repository {write_repository(bundle.path, args.triton_repo, queue=policy)}")
     return 0
 
 

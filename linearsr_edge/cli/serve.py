@@ -146,22 +146,11 @@ def _options(args, given):
 
 def _queue_policy(args, backend, options):
     """The queue policy the flags ask for; what they leave out is sized from one request measured here."""
-    from linearsr_edge.serving.triton import MAX_BATCH, QueuePolicy, request_latency
+    from linearsr_edge.serving.triton import queue_policy
 
-    size, timeout_ms = args.max_queue_size, args.queue_timeout_ms
-    if size is not None and timeout_ms is not None:
-        return QueuePolicy(size, timeout_ms * 1000)
-    latency = request_latency(args.bundle, backend, options)
-    sized = QueuePolicy.sized(latency, MAX_BATCH, args.instances)
-    policy = QueuePolicy(
-        sized.max_queue_size if size is None else size, sized.timeout_us if timeout_ms is None else timeout_ms * 1000
-    )
-    print(
-        f"queue: at most {policy.max_queue_size or 'any number of'} requests wait, "
-        + (f"none longer than {policy.timeout_us / 1000:.0f} ms" if policy.timeout_us else "without a time limit")
-        + f" (one request measured here: {latency * 1000:.0f} ms; --max-queue-size, --queue-timeout-ms set them)",
-        flush=True,
-    )
+    timeout_us = None if args.queue_timeout_ms is None else args.queue_timeout_ms * 1000
+    policy, line = queue_policy(args.bundle, args.instances, backend, options, args.max_queue_size, timeout_us)
+    print(line, flush=True)
     return policy
 
 

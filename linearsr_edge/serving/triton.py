@@ -138,6 +138,37 @@ def request_latency(bundle: Any, backend: str = "auto", options: Any = None) -> 
         return statistics.median(rt.warmup() for _ in range(3))
 
 
+def queue_policy(
+    bundle: Any,
+    instances: int = 1,
+    backend: str = "auto",
+    options: Any = None,
+    max_queue_size: int | None = None,
+    timeout_us: int | None = None,
+) -> tuple[QueuePolicy, str]:
+    """The queue policy ``linearsr-serve``, ``linearsr-triton`` and ``linearsr-export --triton-repo`` write: what is
+    given, the rest sized from one request measured here (`request_latency`, `QueuePolicy.sized`); with a line
+    that tells the operator what was chosen and how to change it."""
+    if max_queue_size is not None and timeout_us is not None:
+        policy = QueuePolicy(max_queue_size, timeout_us)
+        return policy, f"queue: {_describe(policy)} (as given)"
+    latency = request_latency(bundle, backend, options)
+    sized = QueuePolicy.sized(latency, MAX_BATCH, instances)
+    policy = QueuePolicy(
+        sized.max_queue_size if max_queue_size is None else max_queue_size,
+        sized.timeout_us if timeout_us is None else timeout_us,
+    )
+    return policy, (
+        f"queue: {_describe(policy)} (one request measured here: {latency * 1000:.0f} ms; --max-queue-size, "
+        "--queue-timeout-ms set them)"
+    )
+
+
+def _describe(policy: QueuePolicy) -> str:
+    wait = f"none longer than {policy.timeout_us / 1000:.0f} ms" if policy.timeout_us else "without a time limit"
+    return f"at most {policy.max_queue_size or 'any number of'} requests wait, {wait}"
+
+
 def write_repository(
     bundle: str | Path,
     repo: str | Path,

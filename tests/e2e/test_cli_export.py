@@ -137,3 +137,18 @@ def test_export_target_auto_names_the_choice_and_why(caplog):
     assert get_target(name).available and name in match_profile(detect()).targets
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("auto:"))
     assert line.startswith(f"auto: {name} on ") and "because" in line
+
+
+def test_export_writes_a_triton_repository_with_its_queue_policy(tmp_path, capsys):
+    """``--triton-repo``: the repository of the bundle just written, with the queue policy sized here."""
+    from linearsr_edge.serving.triton import versions
+
+    model = tiny_model_folder(tmp_path / "m")
+    repo = tmp_path / "models"
+    assert main(export_args(model, tmp_path / "b", "--triton-repo", str(repo))) == 0
+    out = capsys.readouterr().out
+    assert "queue: at most 16 requests wait, none longer than" in out and f"wrote Triton repository {repo}" in out
+    config = (repo / "linearsr" / "config.pbtxt").read_text()
+    assert "timeout_action: REJECT" in config and "max_queue_size: 16" in config and versions(repo) == [1]
+    settings = json.loads((repo / "linearsr" / "1" / "linearsr.json").read_text())
+    assert settings["bundle"] == str((tmp_path / "b").resolve())
