@@ -162,6 +162,10 @@ def overload(args) -> dict:
         "sustained_p99_ms": _ms(loadgen.percentile([r.latency for r in sustained if r.ok], 99)),
         "admitted_p50_ms": _ms(loadgen.percentile(admitted, 50)),
         "admitted_p99_ms": _ms(loadgen.percentile(admitted, 99)),
+        "admitted_p99_over_unloaded": loadgen.percentile(admitted, 99) / loadgen.percentile(
+            [r.latency for r in unloaded], 99),
+        "admitted_p99_over_sustained": loadgen.percentile(admitted, 99) / loadgen.percentile(
+            [r.latency for r in sustained if r.ok], 99),
         "rss_mib": [(round(t), round(b / 2**20)) for t, b in samples],
         "rss_growth_pct": 100 * (samples[-1][1] - base) / base,
         "server_counts": counted, "after": loadgen.counts(after),
@@ -174,7 +178,7 @@ def crash(args) -> dict:
     image = _photo(64, 64)
     events = []
     server = server_for(args.bundle, log=args.log, notify=lambda m: events.append((time.monotonic(), m)))
-    with server, loadgen.Background(server.start().http_url, image, 4, args.seconds, 100_000) as load:
+    with server, loadgen.Background(server.http_url, image, 4, args.seconds, 100_000) as load:
         start = load.started
         time.sleep(args.seconds / 4)
         stubs = server.stubs()
@@ -201,7 +205,7 @@ def swap(args) -> dict:
         policy, _ = queue_policy(args.bundle)
         write_repository(args.bundle, repo, queue=policy)
         server = server_for(None, repo=repo, log=args.log)
-        with server, loadgen.Background(server.start().http_url, image, 4, args.seconds, 100_000) as load:
+        with server, loadgen.Background(server.http_url, image, 4, args.seconds, 100_000) as load:
             start = load.started
             time.sleep(args.seconds / 3)
             written = time.monotonic()

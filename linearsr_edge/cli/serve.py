@@ -54,8 +54,8 @@ def _common(ap: argparse.ArgumentParser, bundle_required: bool = True) -> None:
         "--max-queue-size",
         type=non_negative_int,
         metavar="N",
-        help="refuse a request (HTTP 503, gRPC UNAVAILABLE) when N wait already; 0: no limit (default: two full "
-        "batches per instance, 16 per instance)",
+        help="refuse a request (HTTP 503, gRPC UNAVAILABLE) when N wait already; 0: no limit (default: one full "
+        "batch per instance, 8 per instance)",
     )
     ap.add_argument(
         "--queue-timeout-ms",

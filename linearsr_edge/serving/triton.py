@@ -72,16 +72,15 @@ class QueuePolicy:
 
     @classmethod
     def sized(cls, request_s: float, max_batch: int, instances: int) -> QueuePolicy:
-        """From one request's latency: two full batches may wait per instance; a request waits at most twice as
-        long as the instance takes to serve a full queue and its own batch (on a CPU a batch of n takes about n
-        requests' time). Closed-loop clients up to three batches per instance are served without a refusal;
-        open-loop load beyond what the instances serve fills the queue, and the excess is refused at once. A
-        larger frame than the one measured takes longer: its queue may time out sooner (set ``timeout_us``)."""
+        """From one request's latency: one full batch may wait per instance (an admitted request waits for at most
+        the batch running and its own: on a CPU a batch of n takes about n requests' time), and none longer
+        than twice the time to serve that queue and a batch. Closed-loop clients up to two batches per
+        instance are served without a refusal; load beyond what the instances serve fills the queue, and the
+        excess is refused at once. A frame larger than the one measured takes longer: set ``timeout_us``."""
         if not request_s > 0:
             raise ConfigError(f"one request's latency must be > 0 s, got {request_s!r}")
-        waiting = 2 * max_batch  # per instance
-        timeout_us = max(int(2 * (waiting + max_batch) * request_s * 1e6), 10_000)
-        return cls(max_queue_size=waiting * instances, timeout_us=timeout_us)
+        timeout_us = max(int(2 * (max_batch + max_batch) * request_s * 1e6), 10_000)
+        return cls(max_queue_size=max_batch * instances, timeout_us=timeout_us)
 
     def pbtxt(self) -> str:
         return (

@@ -147,8 +147,8 @@ def test_export_writes_a_triton_repository_with_its_queue_policy(tmp_path, capsy
     repo = tmp_path / "models"
     assert main(export_args(model, tmp_path / "b", "--triton-repo", str(repo))) == 0
     out = capsys.readouterr().out
-    assert "queue: at most 16 requests wait, none longer than" in out and f"wrote Triton repository {repo}" in out
+    assert "queue: at most 8 requests wait, none longer than" in out and f"wrote Triton repository {repo}" in out
     config = (repo / "linearsr" / "config.pbtxt").read_text()
-    assert "timeout_action: REJECT" in config and "max_queue_size: 16" in config and versions(repo) == [1]
+    assert "timeout_action: REJECT" in config and "max_queue_size: 8" in config and versions(repo) == [1]
     settings = json.loads((repo / "linearsr" / "1" / "linearsr.json").read_text())
     assert settings["bundle"] == str((tmp_path / "b").resolve())

@@ -35,9 +35,9 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
     assert 'backend: "python"' in config and "count: 3 kind: KIND_GPU" in config
     assert "max_queue_delay_microseconds: 500" in config and 'name: "tags" data_type: TYPE_UINT8' in config
     out = capsys.readouterr().out
-    assert "queue: at most 48 requests wait, none longer than" in out  # sized: 2 batches of 8 x 3 instances
+    assert "queue: at most 24 requests wait, none longer than" in out  # sized: a batch of 8 x 3 instances
     assert "--http-max-input-size=" in out and "--model-control-mode=explicit" in out
-    assert "timeout_action: REJECT" in config and "max_queue_size: 48" in config
+    assert "timeout_action: REJECT" in config and "max_queue_size: 24" in config
     settings = json.loads((repo / "linearsr" / "1" / "linearsr.json").read_text())
     assert settings["bundle"] == "1/bundle" and settings["options"] == {"threads": 2}
     assert settings["backend"] == "onnxruntime"
@@ -49,7 +49,8 @@ def test_repository_files(tiny_bundles, tmp_path, capsys):
     assert "--precision-hint does not apply" in capsys.readouterr().err
     fixed = ["--max-queue-size", "5", "--queue-timeout-ms", "250", "--version", "2", "--copy-bundle"]
     assert triton_main([str(bundle.path), "--repo", str(repo), *fixed]) == 0
-    assert "queue:" not in capsys.readouterr().out  # both given: nothing measured
+    out = capsys.readouterr().out
+    assert "queue: at most 5 requests wait, none longer than 250 ms (as given)" in out and "measured" not in out
     config = (repo / "linearsr" / "config.pbtxt").read_text()
     assert "max_queue_size: 5" in config and "default_timeout_microseconds: 250000" in config
     from linearsr_edge.serving.triton import versions
@@ -317,7 +318,7 @@ def test_linearsr_serve_stops_on_sigterm(tiny_bundles):
         text = "".join(lines)
         assert f"http://127.0.0.1:{http_port}/v2/models/linearsr/infer" in text, text
         assert _infer_http(f"127.0.0.1:{http_port}", _frame(16, 24)).shape == (32, 48, 3)
-        assert "queue: at most 16 requests wait, none longer than" in text
+        assert "queue: at most 8 requests wait, none longer than" in text
         proc.send_signal(signal.SIGHUP)  # loads the model again (the newest version goes live)
         line = proc.stdout.readline()
         assert "model loaded; version 1 serves" in line, line

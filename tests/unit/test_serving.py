@@ -15,11 +15,11 @@ from linearsr_edge.serving.triton import QueuePolicy, config_pbtxt, max_input_by
 
 def test_queue_policy_is_sized_from_one_request_and_written_into_the_config():
     policy = QueuePolicy.sized(0.1, max_batch=8, instances=2)
-    assert policy == QueuePolicy(max_queue_size=32, timeout_us=4_800_000)  # 2 x (16 waiting + 8 running) x 0.1 s
+    assert policy == QueuePolicy(max_queue_size=16, timeout_us=3_200_000)  # 2 x (8 waiting + 8 running) x 0.1 s
     text = config_pbtxt(8, 2000, 2, "KIND_CPU", policy)
     block = text[text.index("dynamic_batching") :]
-    assert "timeout_action: REJECT" in block and "default_timeout_microseconds: 4800000" in block
-    assert "max_queue_size: 32" in block and block.index("max_queue_size") < block.index("instance_group")
+    assert "timeout_action: REJECT" in block and "default_timeout_microseconds: 3200000" in block
+    assert "max_queue_size: 16" in block and block.index("max_queue_size") < block.index("instance_group")
     assert "version_policy: { latest: { num_versions: 1 } }" in text
     assert "default_queue_policy" not in config_pbtxt(8, 2000, 1, "KIND_CPU")  # None: Triton's unbounded queue
     assert QueuePolicy.sized(1e-7, 1, 1).timeout_us == 10_000  # never below 10 ms
