@@ -281,15 +281,23 @@ def rss_bytes(pgid: int) -> int:
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) != pgid:  # field 5, the process group
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:  # field 5, the process group
+                total += process_rss(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
     return total
+
+
+def process_rss(pid: int) -> int:
+    """Resident memory of one process, in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class RssSampler:

@@ -382,6 +382,9 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             f"--http-restricted-api={RESTRICTED_HTTP}:{ADMIN_HEADER}={self.admin_key}",
             f"--grpc-restricted-protocol={RESTRICTED_GRPC}:{ADMIN_HEADER}={self.admin_key}",
+            # no request object kept for reuse: each kept one holds its largest message (up to 2 GiB over gRPC), so
+            # the default pool of 8 let oversize requests grow the server by their size, each time, up to 8 of them
+            "--grpc-infer-allocation-pool-size=0",
             "--model-control-mode=explicit",  # versions go live, and dead instances come back, by a load call
             f"--load-model={MODEL}",
             *bounded,

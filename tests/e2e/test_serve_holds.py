@@ -117,6 +117,10 @@ def test_fuzz_every_request_is_answered_and_a_good_one_still_matches(demo_bundle
         assert server.model_ready() and not server.restarts, events
         good = frame(20, 28, 5)
         got = loadgen.Client(server.http_url).send(good, seed=11, keep=True)
+        rss = _oversize_grpc(server, mib=48, times=4)
+    # oversize bodies are refused after they arrived (this tritonserver has no body bound), and they do not pile
+    # up in the server: no gRPC request object is kept for reuse (the default pool kept each one's message)
+    assert rss[-1] - rss[1] < 48 * 2**20, [r // 2**20 for r in rss]
     assert len(sent) == 1000 and len(by_kind) == 16, by_kind
     assert not [s for s in sent if s.outcome.startswith("no reply")], by_kind
     ok = {"http 200", "grpc OK"}
@@ -175,3 +179,21 @@ def _stats(server) -> tuple[int, int]:
 
     stats = http.InferenceServerClient(server.http_url).get_inference_statistics("linearsr")["model_stats"][0]
     return stats["inference_count"], stats["execution_count"]
+
+
+def _oversize_grpc(server, mib: int, times: int) -> list[int]:
+    """Send a ``mib`` MiB frame over gRPC ``times`` times (each refused: above max_pixels); the server process's
+    RSS after each."""
+    from linearsr_edge.serving.fuzz import GrpcSender, Request, Tensor
+
+    side = int((mib * 2**20 / 3) ** 0.5)
+    request = Request("large", (Tensor("image", "UINT8", (1, side, side, 3), bytes(side * side * 3)),))
+    sender = GrpcSender(server.grpc_url)
+    rss = []
+    try:
+        for _ in range(times):
+            assert sender(request) == "INVALID_ARGUMENT"
+            rss.append(loadgen.process_rss(server.process.pid))
+    finally:
+        sender.close()
+    return rss
