@@ -86,3 +86,18 @@ def test_a_seed_is_an_integer_at_least_0(seed):
     with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
         SampleOptions(seed=seed)
     assert check_seed(np.int64(7)) == 7 and SampleOptions(seed=0).seed == 0
+
+
+def test_the_server_command_bounds_bodies_where_the_binary_can(tmp_path):
+    from pathlib import Path
+
+    from linearsr_edge.serving.triton import TritonInstall, TritonServer
+
+    install = TritonInstall(Path("/bin/echo"), (), Path("stub"), None)
+    server = TritonServer(tmp_path, http_port=1, grpc_port=2, metrics_port=3)  # not started
+    bounded = server.command(install, tmp_path / "models", tmp_path / "backends", max_input=123)
+    assert "--http-max-input-size=123" in bounded and "--grpc-infer-allocation-pool-size=0" in bounded
+    assert "--model-control-mode=explicit" in bounded and "--load-model=linearsr" in bounded
+    assert not any(a.startswith("--http-max-input-size") for a in server.command(install, tmp_path, tmp_path))
+    # whether a binary takes a flag is read from its --help (GNU echo's lists --help, and no server flag)
+    assert install.has_flag("--help") and not install.has_flag("--http-max-input-size")
