@@ -164,6 +164,23 @@ def _array(tensor):
         return tensor.as_numpy()
 
 
+def _quiet_consumed_capsules(previous=sys.unraisablehook):
+    """Drop one harmless unraisable error, pass on every other. This stub renames a DLPack capsule it consumed
+    "used_dlpack" where NumPy looks for "used_dltensor", so NumPy's capsule destructor, finding neither name,
+    reports "PyCapsule_GetPointer called with incorrect name" after every output tensor (a 4-line traceback in
+    the server log per response) and, rightly, frees nothing: the stub owns the tensor and frees it."""
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if not (isinstance(exc, ValueError) and "PyCapsule_GetPointer called with incorrect name" in str(exc)):
+            previous(unraisable)
+
+    return hook
+
+
+sys.unraisablehook = _quiet_consumed_capsules()
+
+
 def _tensor(name, array):
     """An output tensor. Through DLPack: the stub of the nvidia-pytriton build is compiled against
     NumPy 1, and ``pb_utils.Tensor(name, array)`` from a NumPy 2 array arrives with no data. The tensor

@@ -122,6 +122,7 @@ def test_parity_over_http_and_grpc(server, demo_bundle):
         seeded = rt.upscale(frames[0], SampleOptions(seed=7, tags=("portrait",))).image
     got = _infer_http(server.http_url, frames[0], seed=7, tags=["portrait"])
     assert np.abs(got.astype(int) - seeded).max() <= 1
+    assert "PyCapsule_GetPointer" not in server.log.read_text()  # no traceback in the log per response
 
 
 @needs_server
