@@ -117,10 +117,11 @@ def test_fuzz_every_request_is_answered_and_a_good_one_still_matches(demo_bundle
         assert server.model_ready() and not server.restarts, events
         good = frame(20, 28, 5)
         got = loadgen.Client(server.http_url).send(good, seed=11, keep=True)
-        rss = _oversize_grpc(server, mib=48, times=4)
+        rss = _oversize_grpc(server, mib=96, times=4)
     # oversize bodies are refused after they arrived (this tritonserver has no body bound), and they do not pile
-    # up in the server: no gRPC request object is kept for reuse (the default pool kept each one's message)
-    assert rss[-1] - rss[1] < 48 * 2**20, [r // 2**20 for r in rss]
+    # up in the server: no gRPC request object is kept for reuse (with Triton's default pool each of the first
+    # few kept its message: +96 MiB a request; without, the server's RSS moves by tens of MiB)
+    assert rss[-1] - rss[0] < 1.5 * 96 * 2**20, [r // 2**20 for r in rss]
     assert len(sent) == 1000 and len(by_kind) == 16, by_kind
     assert not [s for s in sent if s.outcome.startswith("no reply")], by_kind
     ok = {"http 200", "grpc OK"}
