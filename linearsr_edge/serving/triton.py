@@ -394,6 +394,8 @@ class TritonServer:
         ]
 
     def start(self, timeout: float = 120.0) -> TritonServer:
+        if self.process is not None and self.process.poll() is None:  # a second one would orphan the first
+            raise ServeError(f"this server is already running (pid {self.process.pid}); stop it first")
         install = TritonInstall.find()
         self.tmp = Path(tempfile.mkdtemp(prefix="linearsr-serve-"))
         try:

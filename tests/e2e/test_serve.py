@@ -177,6 +177,10 @@ def test_admin_apis_need_the_key_and_inference_does_not(server):
         assert status(path, method, "wrong") == 403, path
         assert status(path, method, server.admin_key) == 200, path
     assert status("/v2/health/ready") == 200 and status("/v2/models/linearsr/stats") == 200
+    from linearsr_edge.serving.triton import ServeError
+
+    with pytest.raises(ServeError, match="already running"):  # a second start would orphan the first server
+        server.start()
     assert _infer_http(server.http_url, _frame(16, 24)).shape == (64, 96, 3)
     client = grpc.InferenceServerClient(server.grpc_url)
     with pytest.raises(Exception, match="(?i)permission|denied|restricted|unavailable|unauthori"):
