@@ -39,7 +39,7 @@ import numpy as np
 from linearsr_edge.bundle import Bundle
 from linearsr_edge.machine import machine_line
 from linearsr_edge.serving import loadgen
-from linearsr_edge.serving.perfdata import write_perf_data
+from linearsr_edge.serving.perfdata import demo_frame, write_perf_data
 from linearsr_edge.serving.triton import MAX_BATCH, TritonServer, queue_policy, write_repository
 
 SIZES = ((64, 64), (160, 90))  # (width, height)
@@ -139,7 +139,7 @@ def _row(row: dict) -> str:
 
 # -- overload ---------------------------------------------------------------------------------------
 def overload(args) -> dict:
-    image = _photo(64, 64)
+    image = demo_frame(64, 64)
     with server_for(args.bundle, log=args.log) as server:
         unloaded = loadgen.closed_loop(server.http_url, image, 1, 15, 10_000)
         sustained = loadgen.closed_loop(server.http_url, image, MAX_BATCH, 25, 100_000)
@@ -175,7 +175,7 @@ def overload(args) -> dict:
 
 # -- crash ------------------------------------------------------------------------------------------
 def crash(args) -> dict:
-    image = _photo(64, 64)
+    image = demo_frame(64, 64)
     events = []
     server = server_for(args.bundle, log=args.log, notify=lambda m: events.append((time.monotonic(), m)))
     with server, loadgen.Background(server.http_url, image, 4, args.seconds, 100_000) as load:
@@ -199,7 +199,7 @@ def crash(args) -> dict:
 
 # -- swap -------------------------------------------------------------------------------------------
 def swap(args) -> dict:
-    image = _photo(64, 64)
+    image = demo_frame(64, 64)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "models"
         policy, _ = queue_policy(args.bundle)
@@ -240,7 +240,7 @@ def fuzz_run(args) -> dict:
         sent = fuzz(server.http_url, server.grpc_url, args.requests, Generator(args.seed, tags, lo, lo + 24, big))
         seconds = time.monotonic() - t0
         ready = server.model_ready()
-        good = _photo(lo + 8, lo + 4)
+        good = demo_frame(lo + 8, lo + 4)
         got = loadgen.Client(server.http_url).send(good, seed=5, keep=True)
         restarts = len(server.restarts)
     with SRRuntime.load(bundle) as rt:
@@ -284,20 +284,11 @@ def body(args) -> dict:
                              "rss_peak_mib": round(max(b for _, b in rss.samples) / 2**20),
                              "rss_after_mib": round(after / 2**20)})  # fmt: skip
                 print("  " + json.dumps(rows[-1]), flush=True)
-        ok = loadgen.closed_loop(server.http_url, _photo(64, 64), 1, 30, 3)
+        ok = loadgen.closed_loop(server.http_url, demo_frame(64, 64), 1, 30, 3)
     return {"rows": rows, "after": loadgen.counts(ok)}
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _photo(w: int, h: int) -> np.ndarray:
-    from linearsr_edge.demo import SAMPLES_DIR
-    from linearsr_edge.pipeline.imaging import read_image
-
-    photo = read_image(SAMPLES_DIR / "astronaut_lr.png")
-    reps = (-(-h // photo.shape[0]), -(-w // photo.shape[1]), 1)
-    return np.ascontiguousarray(np.tile(photo, reps)[:h, :w])
-
-
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 

@@ -127,9 +127,8 @@ class Client:
         except Exception as exc:  # the connection broke: no reply at all
             return Reply(sent, time.monotonic(), f"no reply: {type(exc).__name__}", message=str(exc)[:300])
         image = result.as_numpy("image")
-        version = result.get_response()["model_version"] if self.protocol == "http" else None
-        if self.protocol == "grpc":
-            version = result.get_response().model_version
+        response = result.get_response()
+        version = response["model_version"] if self.protocol == "http" else response.model_version
         if image is None:
             return Reply(sent, time.monotonic(), "ok", version)
         kept = image[0] if keep else None

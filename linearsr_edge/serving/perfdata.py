@@ -21,13 +21,9 @@ from linearsr_edge.fileio import atomic_write_text
 def perf_data(bundle: Bundle, width: int, height: int) -> dict[str, Any]:
     """The ``--input-data`` JSON of one request: a ``width`` x ``height`` frame of the demo photo (reflected where
     the photo is smaller), the bundle's first tag (none when it has none), seed 0, the model's default steps."""
-    from linearsr_edge.demo import SAMPLES_DIR
-    from linearsr_edge.pipeline.imaging import read_image
     from linearsr_edge.tags import NULL_TAG
 
-    photo = read_image(SAMPLES_DIR / "astronaut_lr.png")
-    reps = (-(-height // photo.shape[0]), -(-width // photo.shape[1]), 1)
-    frame = np.tile(photo, reps)[:height, :width]
+    frame = demo_frame(width, height)
     vocab = bundle.tags()
     names = [] if vocab is None else [n for n in vocab.names if n != NULL_TAG]
     tag = (names[0] if names else "").encode() or b"\0"  # one NUL: no tags (perf_analyzer needs a value)
@@ -41,6 +37,16 @@ def perf_data(bundle: Bundle, width: int, height: int) -> dict[str, Any]:
             }
         ]
     }
+
+
+def demo_frame(width: int, height: int) -> np.ndarray:
+    """A ``width`` x ``height`` RGB frame of the demo photo, tiled where the photo is smaller."""
+    from linearsr_edge.demo import SAMPLES_DIR
+    from linearsr_edge.pipeline.imaging import read_image
+
+    photo = read_image(SAMPLES_DIR / "astronaut_lr.png")
+    reps = (-(-height // photo.shape[0]), -(-width // photo.shape[1]), 1)
+    return np.ascontiguousarray(np.tile(photo, reps)[:height, :width])
 
 
 def write_perf_data(bundle: Bundle, path: Path, width: int, height: int) -> Path:
